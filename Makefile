@@ -1,0 +1,37 @@
+# The commands a newcomer types: `make test` (and, once the demo exists, `make demo`).
+# Everything is installed into $(VENV) from scratch when it is missing or pyproject.toml changed.
+PYTHON ?= python3
+VENV ?= .venv
+# Optional extra pin for CI legs, e.g. DJANGO_SPEC="Django>=6.1,<7"
+DJANGO_SPEC ?=
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --group test -e ".[postgres]" $(if $(DJANGO_SPEC),"$(DJANGO_SPEC)")
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/python -m ruff check --fix .
+	$(BIN)/python -m ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

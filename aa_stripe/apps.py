@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class AaStripeConfig(AppConfig):
+    name = "aa_stripe"
+    label = "aa_stripe"
+    verbose_name = "Stripe"
+    # aa-stripe's tables use AutoField primary keys; keep them so existing tables carry forward.
+    default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        from aa_stripe import checks  # noqa: F401  (registers the system checks)

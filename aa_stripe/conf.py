@@ -1,0 +1,75 @@
+"""Every setting of the library, with its default, in one table, read through one object.
+
+``stripe_settings.API_KEY`` reads ``settings.STRIPE_API_KEY`` (falling back to the default
+below); the cache is dropped whenever Django's ``setting_changed`` fires, so tests that use
+``override_settings`` see new values at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+# attribute name -> (Django setting name, default)
+SETTINGS: dict[str, tuple[str, Any]] = {
+    "API_KEY": ("STRIPE_API_KEY", ""),
+    "WEBHOOK_ENDPOINT_SECRET": ("STRIPE_WEBHOOK_ENDPOINT_SECRET", ""),
+    # None means "the same as AUTH_USER_MODEL", resolved in USER_MODEL below.
+    "USER_MODEL": ("STRIPE_USER_MODEL", None),
+    "PENDING_WEBHOOKS_THRESHOLD": ("STRIPE_PENDING_WEBHOOKS_THRESHOLD", 20),
+    "ENV_PREFIX": ("ENV_PREFIX", ""),
+    # None means the API version stripe-python itself is pinned to.
+    "API_VERSION": ("STRIPE_API_VERSION", None),
+    # None means Stripe itself; tests and the demo point it at a local fake server.
+    "API_BASE": ("STRIPE_API_BASE", None),
+    "DEFAULT_CURRENCY": ("STRIPE_DEFAULT_CURRENCY", "usd"),
+    "MAX_NETWORK_RETRIES": ("STRIPE_MAX_NETWORK_RETRIES", 2),
+    "HTTP_TIMEOUT": ("STRIPE_HTTP_TIMEOUT", 30),
+    "WEBHOOK_TOLERANCE": ("STRIPE_WEBHOOK_TOLERANCE", 300),
+    # Optional: sent to Stripe as charge metadata "origin" when set.
+    "PAYMENT_ORIGIN": ("PAYMENT_ORIGIN", None),
+}
+
+
+def user_model_label() -> str:
+    """The model that owns customers, charges and subscriptions ("app_label.Model")."""
+    return getattr(settings, "STRIPE_USER_MODEL", None) or settings.AUTH_USER_MODEL
+
+
+class StripeSettings:
+    """Attribute access to the library's settings, cached until a setting changes."""
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            setting_name, default = SETTINGS[attr]
+        except KeyError:
+            raise AttributeError(f"aa_stripe has no setting {attr!r}") from None
+        value = getattr(settings, setting_name, default)
+        if attr == "USER_MODEL" and not value:
+            value = settings.AUTH_USER_MODEL
+        if attr == "DEFAULT_CURRENCY":
+            value = str(value).lower()
+        self.__dict__[attr] = value
+        return value
+
+    def reload(self) -> None:
+        self.__dict__.clear()
+
+
+stripe_settings = StripeSettings()
+
+_WATCHED = {name for name, _default in SETTINGS.values()} | {"AUTH_USER_MODEL"}
+
+
+@receiver(setting_changed)
+def _reload_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in _WATCHED:
+        stripe_settings.reload()
+
+
+def default_currency() -> str:
+    """Model field default: ``STRIPE_DEFAULT_CURRENCY`` at the time a row is created."""
+    return stripe_settings.DEFAULT_CURRENCY

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import models, transaction
+from django.db.models import Model
+from django.utils.translation import gettext_lazy as _
+
+from aa_stripe.conf import user_model_label
+
+USER_MODEL = user_model_label()
+
+
+class StripeBasicModel(models.Model):
+    """Timestamps and the raw Stripe object every model keeps beside its columns."""
+
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    stripe_response = models.JSONField(
+        blank=True, default=dict, help_text=_("The last object (or error) Stripe answered with.")
+    )
+
+    class Meta:
+        abstract = True
+
+
+def timestamp_to_datetime(timestamp: int | float | None) -> datetime | None:
+    """Stripe's Unix timestamps as aware datetimes (UTC)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(int(timestamp), tz=UTC)
+
+
+def lock_for_update(instance: Model) -> None:
+    """Reload ``instance`` from the database with a row lock (inside a transaction).
+
+    On PostgreSQL a second process calling this for the same row waits until the first
+    commits, then sees its outcome; SQLite serialises writers anyway.
+    """
+    manager: Any = type(instance)._base_manager
+    instance.refresh_from_db(from_queryset=manager.select_for_update())
+
+
+def run_after_commit(callback: Callable[[], Any], using: str | None = None) -> None:
+    """Run ``callback`` once the current transaction (if any) commits."""
+    transaction.on_commit(callback, using=using, robust=False)

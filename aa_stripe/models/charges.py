@@ -1,0 +1,268 @@
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, router, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from aa_stripe import stripe_api
+from aa_stripe.conf import default_currency, stripe_settings
+from aa_stripe.currencies import CURRENCY_CHOICES
+from aa_stripe.exceptions import (
+    StripeAPIError,
+    StripeCardError,
+    StripeInternalError,
+    StripeInvalidRequestError,
+    StripeMethodNotAllowed,
+    StripeNoActiveCustomer,
+)
+from aa_stripe.signals import stripe_charge_card_exception, stripe_charge_refunded, stripe_charge_succeeded
+
+from .base import USER_MODEL, StripeBasicModel, lock_for_update
+from .customers import StripeCustomer
+
+logger = logging.getLogger("aa_stripe")
+
+#: Stripe keeps idempotency keys at least this long; an unknown outcome older than this is
+#: looked up at Stripe (by the row's UUID in metadata) before a charge is sent again.
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
+
+
+class StripeCharge(StripeBasicModel):
+    """A one-off charge of a user's Stripe customer.
+
+    ``charge()`` and ``refund()`` lock the row and call Stripe inside a short transaction of
+    their own. Do not call them inside an outer ``transaction.atomic()`` that may roll back:
+    Stripe would have acted while our record of it is rolled back.
+    """
+
+    user = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="stripe_charges")
+    customer = models.ForeignKey(StripeCustomer, on_delete=models.SET_NULL, null=True, blank=True)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    amount = models.IntegerField(null=True, help_text=_("In the currency's minor unit (cents for USD)."))
+    amount_refunded = models.IntegerField(default=0, help_text=_("In the currency's minor unit."))
+    currency = models.CharField(max_length=3, default=default_currency, choices=CURRENCY_CHOICES)
+    is_charged = models.BooleanField(default=False)
+    is_refunded = models.BooleanField(default=False)
+    # if True, charge_stripe leaves it alone
+    is_manual_charge = models.BooleanField(default=False)
+    charge_attempt_failed = models.BooleanField(default=False)
+    attempt = models.PositiveIntegerField(
+        default=1,
+        help_text=_("Increased when a declined charge is retried on purpose (new idempotency key)."),
+    )
+    attempt_started_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("First time the current attempt was sent to Stripe.")
+    )
+    stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_refund_id = models.CharField(
+        max_length=255, blank=True, db_index=True, help_text=_("The latest refund (all are in StripeRefund).")
+    )
+    description = models.CharField(max_length=255, help_text=_("Description sent to Stripe"))
+    comment = models.CharField(max_length=255, blank=True, help_text=_("Comment for internal information"))
+    statement_descriptor = models.CharField(max_length=22, blank=True)
+    content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.CASCADE)
+    # null kept from aa-stripe: "no source" rows exist; a CharField holds integer and UUID keys.
+    object_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)  # noqa: DJ001
+    source = GenericForeignKey("content_type", "object_id")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_charge_id"],
+                condition=~Q(stripe_charge_id=""),
+                name="aa_stripe_unique_stripe_charge_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = self.stripe_charge_id or "not charged"
+        return f"{self.amount} {self.currency.upper()} for {self.user} ({state})"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"charge:{self.uuid}:{self.attempt}"
+
+    def charge(self, idempotency_key: str | None = None, payment_uuid: Any = None) -> dict[str, Any] | None:
+        """Charge the user's customer; returns Stripe's charge, or None when the card was declined.
+
+        - Declined card: ``charge_attempt_failed`` is set, ``stripe_charge_card_exception`` is sent.
+          Calling ``charge()`` again is a deliberate retry with a new idempotency key.
+        - Network error, timeout, 5xx, 429: :class:`StripeInternalError` is raised and the row
+          stays retryable; the retry reuses the same idempotency key, so Stripe replays the
+          first charge instead of making a second one.
+        - Success: ``is_charged`` is set and ``stripe_charge_succeeded`` is sent.
+        """
+        if idempotency_key is not None:
+            warnings.warn(
+                "charge(idempotency_key=...) is ignored: the key is derived from the row's uuid and attempt.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        using = router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using):
+            lock_for_update(self)
+            if self.is_charged:
+                raise StripeMethodNotAllowed("Already charged.")
+            outcome, error, stripe_charge = self._charge_locked(payment_uuid)
+            self.save()
+        if outcome == "declined":
+            stripe_charge_card_exception.send(sender=StripeCharge, instance=self, exception=error)
+            return None
+        if error is not None:
+            raise error
+        stripe_charge_succeeded.send(sender=StripeCharge, instance=self)
+        return stripe_charge
+
+    def _charge_locked(self, payment_uuid: Any) -> tuple[str, StripeAPIError | None, dict[str, Any] | None]:
+        customer = self.customer if self.customer and self.customer.is_active else None
+        customer = customer or StripeCustomer.get_latest_active_customer_for_user(self.user)
+        if customer is None:
+            raise StripeNoActiveCustomer()
+        self.customer = customer
+        if self.charge_attempt_failed:
+            self.attempt += 1
+            self.charge_attempt_failed = False
+            self.attempt_started_at = None
+        found = self._find_charge_after_key_expiry()
+        if found is None:
+            self.attempt_started_at = self.attempt_started_at or timezone.now()
+        try:
+            stripe_charge = found or stripe_api.call(
+                "charges",
+                "create",
+                params=self._charge_params(customer, payment_uuid),
+                idempotency_key=self.idempotency_key,
+            )
+        except StripeCardError as err:
+            self.charge_attempt_failed = True
+            self.stripe_charge_id = (err.json_body.get("error") or {}).get("charge", "") or ""
+            self.stripe_response = err.json_body
+            return "declined", err, None
+        except StripeInternalError as err:
+            logger.warning("Stripe charge %s: outcome unknown, left for retry: %s", self.uuid, err.message)
+            self.stripe_response = err.json_body
+            return "retry", err, None
+        except StripeInvalidRequestError as err:
+            # Stripe refused the parameters: retrying the same request can never succeed.
+            self.charge_attempt_failed = True
+            self.stripe_response = err.json_body
+            return "failed", err, None
+        self.stripe_charge_id = stripe_charge["id"]
+        self.stripe_response = stripe_charge
+        self.is_charged = True
+        return "charged", None, stripe_charge
+
+    def _find_charge_after_key_expiry(self) -> dict[str, Any] | None:
+        """After an unknown outcome older than Stripe's key lifetime, find the charge by UUID."""
+        started = self.attempt_started_at
+        if started is None or timezone.now() - started < IDEMPOTENCY_KEY_LIFETIME:
+            return None
+        for candidate in stripe_api.iterate(
+            "charges",
+            {"customer": self.customer.stripe_customer_id, "created": {"gte": int(started.timestamp())}},
+        ):
+            metadata = candidate.get("metadata") or {}
+            if metadata.get("charge_uuid") == str(self.uuid) and metadata.get("attempt") == str(self.attempt):
+                return candidate if candidate.get("status") != "failed" else None
+        return None
+
+    def _charge_params(self, customer: StripeCustomer, payment_uuid: Any) -> dict[str, Any]:
+        metadata = {
+            "charge_uuid": str(self.uuid),
+            "attempt": str(self.attempt),
+            "object_id": self.object_id,
+            "content_type_id": self.content_type_id,
+            "origin": stripe_settings.PAYMENT_ORIGIN,
+            "member_uuid": getattr(self.user, "uuid", None),
+            "payment_uuid": payment_uuid,
+        }
+        params: dict[str, Any] = {
+            "amount": self.amount,
+            "currency": self.currency,
+            "customer": customer.stripe_customer_id,
+            "description": self.description,
+            "metadata": {key: str(value) for key, value in metadata.items() if value not in (None, "")},
+        }
+        if self.statement_descriptor:
+            params["statement_descriptor"] = self.statement_descriptor
+        return params
+
+    def refund(self, amount_to_refund: int | None = None, *, amount: int | None = None) -> dict[str, Any]:
+        """Refund ``amount_to_refund`` (minor units; default: everything not yet refunded).
+
+        Partial refunds add up and never exceed the charge; each one is a :class:`StripeRefund`
+        row and sends ``stripe_charge_refunded``. The idempotency key names the amount refunded
+        before and the amount, so retrying after a lost answer replays, while a second partial
+        refund of the same amount is a new refund.
+        """
+        if amount is not None:
+            if amount_to_refund is not None and amount_to_refund != amount:
+                raise ValueError("Pass either amount_to_refund or amount, not both.")
+            amount_to_refund = amount
+        using = router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using):
+            lock_for_update(self)
+            to_refund = self._validate_refund(amount_to_refund)
+            stripe_refund = stripe_api.call(
+                "refunds",
+                "create",
+                params={
+                    "charge": self.stripe_charge_id,
+                    "amount": to_refund,
+                    "metadata": {"charge_uuid": str(self.uuid)},
+                },
+                idempotency_key=f"refund:{self.uuid}:{self.amount_refunded}:{to_refund}",
+            )
+            StripeRefund.objects.create(
+                charge=self,
+                amount=to_refund,
+                currency=self.currency,
+                stripe_refund_id=stripe_refund["id"],
+                stripe_response=stripe_refund,
+            )
+            self.amount_refunded += to_refund
+            self.is_refunded = self.amount_refunded >= (self.amount or 0)
+            self.stripe_refund_id = stripe_refund["id"]
+            self.save()
+        stripe_charge_refunded.send(sender=StripeCharge, instance=self)
+        return stripe_refund
+
+    def _validate_refund(self, amount_to_refund: int | None) -> int:
+        if not self.is_charged:
+            raise StripeMethodNotAllowed("Cannot refund not charged transaction.")
+        remaining = (self.amount or 0) - self.amount_refunded
+        if self.is_refunded or remaining <= 0:
+            raise StripeMethodNotAllowed("Already refunded.")
+        if amount_to_refund is None:
+            return remaining
+        amount_to_refund = int(amount_to_refund)
+        if amount_to_refund <= 0:
+            raise StripeMethodNotAllowed("The amount to refund must be positive.")
+        if amount_to_refund > remaining:
+            raise StripeMethodNotAllowed("Refunds exceed charge")
+        return amount_to_refund
+
+
+class StripeRefund(StripeBasicModel):
+    """One refund of a :class:`StripeCharge` (a charge may have several partial refunds)."""
+
+    charge = models.ForeignKey(StripeCharge, on_delete=models.CASCADE, related_name="refunds")
+    amount = models.IntegerField(help_text=_("In the currency's minor unit."))
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    stripe_refund_id = models.CharField(max_length=255, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_refund_id}: {self.amount} {self.currency.upper()}"

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from aa_stripe import stripe_api
+from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed
+
+from .base import USER_MODEL, StripeBasicModel
+
+
+class StripeCustomer(StripeBasicModel):
+    """A Stripe customer, created from a stripe.js token (aa-stripe's StripeToken)."""
+
+    user = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="stripe_customers")
+    stripe_js_response = models.JSONField(
+        blank=True, default=dict, help_text=_("The token object stripe.js returned to the front-end.")
+    )
+    stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
+    is_active = models.BooleanField(default=True)
+    is_created_at_stripe = models.BooleanField(default=False)
+    sources = models.JSONField(blank=True, default=list, help_text=_("Stripe source objects (cards)."))
+    default_source = models.CharField(
+        max_length=255, blank=True, help_text=_("ID of default source from Stripe")
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_customer_id"],
+                condition=~Q(stripe_customer_id=""),
+                name="aa_stripe_unique_stripe_customer_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.stripe_customer_id or f"StripeCustomer #{self.pk} (not at Stripe)"
+
+    def create_at_stripe(self, description: str | None = None) -> StripeCustomer:
+        """Create the customer at Stripe from ``stripe_js_response["id"]`` (a single-use token).
+
+        The token id is the idempotency key: a retry after a lost answer replays the same
+        customer instead of creating a second one.
+        """
+        if self.is_created_at_stripe:
+            raise StripeMethodNotAllowed("This customer is already created at Stripe.")
+        token = (self.stripe_js_response or {}).get("id")
+        if not token:
+            raise StripeMethodNotAllowed('stripe_js_response has no token "id" to create a customer from.')
+        if description is None:
+            description = f"{self.user} id: {self.user.pk}"
+        customer = stripe_api.call(
+            "customers",
+            "create",
+            params={"source": token, "description": description, "expand": ["sources"]},
+            idempotency_key=f"customer:create:{token}",
+        )
+        self.stripe_customer_id = customer["id"]
+        self.is_created_at_stripe = True
+        self._apply_stripe_customer(customer)
+        self.save()
+        return self
+
+    @classmethod
+    def get_latest_active_customer_for_user(cls, user: Any) -> StripeCustomer | None:
+        """The user's newest active customer that exists at Stripe, or None."""
+        return (
+            cls.objects.filter(user_id=user.pk, is_active=True, is_created_at_stripe=True)
+            .order_by("id")
+            .last()
+        )
+
+    def change_description(self, description: str) -> dict[str, Any]:
+        """Set the customer's description at Stripe; returns Stripe's customer."""
+        self._require_stripe_id()
+        customer = stripe_api.call(
+            "customers",
+            "update",
+            self.stripe_customer_id,
+            params={"description": description, "expand": ["sources"]},
+        )
+        self._apply_stripe_customer(customer)
+        self.save()
+        return customer
+
+    def retrieve_from_stripe(self) -> dict[str, Any]:
+        """Stripe's current customer object (with its sources expanded)."""
+        self._require_stripe_id()
+        return stripe_api.call(
+            "customers", "retrieve", self.stripe_customer_id, params={"expand": ["sources"]}
+        )
+
+    def refresh_from_stripe(self) -> dict[str, Any]:
+        """Update ``sources``, ``default_source`` (and ``is_active`` if deleted) from Stripe."""
+        try:
+            customer = self.retrieve_from_stripe()
+        except StripeInvalidRequestError as err:
+            if err.code != "resource_missing":
+                raise
+            self.is_active = False
+            self.save(update_fields=["is_active", "updated"])
+            raise
+        self.update_from_stripe_data(customer)
+        return customer
+
+    def update_from_stripe_data(self, customer: dict[str, Any], commit: bool = True) -> None:
+        """Apply a Stripe customer object (from an API answer or a webhook) without calling Stripe.
+
+        Tolerates customers without ``sources`` (newer API versions omit it unless expanded)
+        and a null ``default_source``; a deleted customer becomes inactive.
+        """
+        self._apply_stripe_customer(customer)
+        if commit:
+            self.save()
+
+    def add_new_source(
+        self, source_token: str, stripe_js_response: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Add a card (token from stripe.js) to the customer; it becomes the default source."""
+        self._require_stripe_id()
+        customer = stripe_api.call(
+            "customers",
+            "update",
+            self.stripe_customer_id,
+            params={"source": source_token, "expand": ["sources"]},
+            idempotency_key=f"customer:source:{self.stripe_customer_id}:{source_token}",
+        )
+        if stripe_js_response:
+            self.stripe_js_response = stripe_js_response
+        self.update_from_stripe_data(customer)
+        return customer
+
+    @property
+    def default_source_data(self) -> dict[str, Any] | None:
+        """The default source's Stripe object from ``sources``, or None."""
+        if not self.default_source:
+            return None
+        return next((s for s in self.sources or [] if s.get("id") == self.default_source), None)
+
+    def _apply_stripe_customer(self, customer: dict[str, Any]) -> None:
+        if customer.get("deleted"):
+            self.is_active = False
+            return
+        sources = customer.get("sources")
+        if isinstance(sources, dict) and "data" in sources:
+            self.sources = sources["data"]
+        default = customer.get("default_source")
+        self.default_source = (default.get("id", "") if isinstance(default, dict) else default) or ""
+        self.stripe_response = customer
+
+    def _require_stripe_id(self) -> None:
+        if not self.stripe_customer_id:
+            raise StripeMethodNotAllowed("This customer is not created at Stripe yet.")

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from aa_stripe import stripe_api
+from aa_stripe.exceptions import (
+    StripeAlreadyCanceled,
+    StripeInvalidRequestError,
+    StripeMethodNotAllowed,
+    StripeNoActiveCustomer,
+)
+
+from .base import USER_MODEL, StripeBasicModel, timestamp_to_datetime
+from .coupons import StripeCoupon
+from .customers import StripeCustomer
+from .plans import StripeSubscriptionPlan
+
+
+class StripeSubscription(StripeBasicModel):
+    """A user's subscription to a :class:`StripeSubscriptionPlan`."""
+
+    STATUS_TRIAL = "trialing"
+    STATUS_ACTIVE = "active"
+    STATUS_PAST_DUE = "past_due"
+    STATUS_CANCELED = "canceled"
+    STATUS_UNPAID = "unpaid"
+    STATUS_INCOMPLETE = "incomplete"
+    STATUS_INCOMPLETE_EXPIRED = "incomplete_expired"
+    STATUS_PAUSED = "paused"
+    STATUS_CHOICES = (
+        (STATUS_TRIAL, STATUS_TRIAL),
+        (STATUS_ACTIVE, STATUS_ACTIVE),
+        (STATUS_PAST_DUE, STATUS_PAST_DUE),
+        (STATUS_CANCELED, STATUS_CANCELED),
+        (STATUS_UNPAID, STATUS_UNPAID),
+        (STATUS_INCOMPLETE, STATUS_INCOMPLETE),
+        (STATUS_INCOMPLETE_EXPIRED, STATUS_INCOMPLETE_EXPIRED),
+        (STATUS_PAUSED, STATUS_PAUSED),
+    )
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
+    is_created_at_stripe = models.BooleanField(default=False)
+    plan = models.ForeignKey(StripeSubscriptionPlan, on_delete=models.CASCADE)
+    user = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="stripe_subscriptions")
+    customer = models.ForeignKey(StripeCustomer, on_delete=models.SET_NULL, null=True, blank=True)
+    status = models.CharField(
+        max_length=255,
+        blank=True,
+        choices=STATUS_CHOICES,
+        help_text=_("Stripe's status; empty until created."),
+    )
+    metadata = models.JSONField(blank=True, default=dict, help_text=_("Key/value pairs sent to Stripe."))
+    tax_percent = models.DecimalField(
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        decimal_places=2,
+        max_digits=3,
+        help_text=_("Kept from aa-stripe; Stripe removed tax_percent, so it is not sent."),
+    )
+    coupon = models.ForeignKey(StripeCoupon, blank=True, null=True, on_delete=models.SET_NULL)
+    end_date = models.DateField(null=True, blank=True, db_index=True, help_text=_("Cancel after this day."))
+    canceled_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    at_period_end = models.BooleanField(default=False, help_text=_("Canceled to end at the period's end."))
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_subscription_id"],
+                condition=~Q(stripe_subscription_id=""),
+                name="aa_stripe_unique_stripe_subscription_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.plan.name} ({self.stripe_subscription_id or 'not at Stripe'})"
+
+    def create_at_stripe(self) -> dict[str, Any]:
+        """Create the subscription at Stripe; returns Stripe's subscription.
+
+        Uses ``customer`` when set, else the user's latest active customer. The row's UUID
+        is the idempotency key, so a retry after a lost answer replays the same subscription.
+        """
+        if self.is_created_at_stripe:
+            raise StripeMethodNotAllowed("This subscription is already created at Stripe.")
+        if not self.plan.is_created_at_stripe:
+            raise StripeMethodNotAllowed("The plan is not created at Stripe yet.")
+        customer = self.customer if self.customer and self.customer.is_active else None
+        customer = customer or StripeCustomer.get_latest_active_customer_for_user(self.user)
+        if customer is None:
+            raise StripeNoActiveCustomer()
+        self.customer = customer
+        params: dict[str, Any] = {
+            "customer": customer.stripe_customer_id,
+            "items": [{"plan": self.plan.stripe_plan_id}],
+            "metadata": self.metadata or {},
+        }
+        if self.coupon_id:
+            params["discounts"] = [{"coupon": self.coupon.coupon_id}]
+        subscription = stripe_api.call(
+            "subscriptions", "create", params=params, idempotency_key=f"subscription:{self.uuid}"
+        )
+        self.set_stripe_data(subscription)
+        return subscription
+
+    def set_stripe_data(self, subscription: dict[str, Any]) -> None:
+        """Apply Stripe's subscription object to the row (no Stripe call) and save."""
+        self.stripe_subscription_id = subscription["id"]
+        self.stripe_response = subscription
+        self.is_created_at_stripe = True
+        self.status = subscription.get("status") or self.status
+        self.at_period_end = bool(subscription.get("cancel_at_period_end")) or (
+            self.at_period_end and self.status != self.STATUS_CANCELED
+        )
+        ended = subscription.get("canceled_at") or subscription.get("ended_at")
+        if ended and not self.canceled_at:
+            self.canceled_at = timestamp_to_datetime(ended)
+        self.save()
+
+    def refresh_from_stripe(self) -> dict[str, Any]:
+        """Fetch the subscription from Stripe, update the row, return Stripe's subscription."""
+        if not self.stripe_subscription_id:
+            raise StripeMethodNotAllowed("This subscription is not created at Stripe yet.")
+        subscription = stripe_api.call("subscriptions", "retrieve", self.stripe_subscription_id)
+        self.set_stripe_data(subscription)
+        return subscription
+
+    def cancel(self, at_period_end: bool = False) -> dict[str, Any]:
+        """Cancel at Stripe now, or at the end of the paid period with ``at_period_end=True``.
+
+        Raises :class:`StripeAlreadyCanceled` when it is already canceled (or already set to
+        end at the period end and ``at_period_end`` is asked again).
+        """
+        if self.status == self.STATUS_CANCELED or (at_period_end and self.at_period_end):
+            raise StripeAlreadyCanceled()
+        current = self.refresh_from_stripe()
+        if current.get("status") == self.STATUS_CANCELED or (at_period_end and self.at_period_end):
+            raise StripeAlreadyCanceled()
+        try:
+            if at_period_end:
+                subscription = stripe_api.call(
+                    "subscriptions",
+                    "update",
+                    self.stripe_subscription_id,
+                    params={"cancel_at_period_end": True},
+                )
+            else:
+                subscription = stripe_api.call("subscriptions", "cancel", self.stripe_subscription_id)
+        except StripeInvalidRequestError as err:
+            if err.code != "resource_missing":
+                raise
+            subscription = {**current, "status": self.STATUS_CANCELED}
+        self.canceled_at = self.canceled_at or timezone.now()
+        self.set_stripe_data(subscription)
+        return subscription
+
+    @classmethod
+    def get_subcriptions_for_cancel(cls) -> QuerySet[StripeSubscription]:
+        """Subscriptions past their ``end_date`` that are still running (aa-stripe's spelling)."""
+        today = timezone.localtime(timezone.now() + timedelta(hours=1)).date()
+        return cls.objects.filter(
+            end_date__lte=today,
+            status__in=[cls.STATUS_ACTIVE, cls.STATUS_TRIAL, cls.STATUS_PAST_DUE],
+            at_period_end=False,
+        )
+
+    get_subscriptions_for_cancel = get_subcriptions_for_cancel
+
+    @classmethod
+    def end_subscriptions(cls, at_period_end: bool = False) -> int:
+        """Cancel every subscription past its end date; stops at the first error.
+
+        Cron should use the ``end_subscriptions`` command, which carries on past failures and
+        reports them. Returns the number canceled.
+        """
+        canceled = 0
+        for subscription in cls.get_subcriptions_for_cancel().select_related("plan"):
+            subscription.cancel(at_period_end=at_period_end)
+            canceled += 1
+        return canceled
