@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
+
 # https://docs.stripe.com/currencies#zero-decimal
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 # https://docs.stripe.com/currencies#three-decimal
@@ -24,6 +26,12 @@ ugx uyu uzs vnd vuv wst xaf xcd xof xpf yer zar zmw
 """.split()
 
 CURRENCY_CHOICES = tuple((code, code.upper()) for code in CURRENCY_CODES)
+
+
+def validate_currency(value: str) -> None:
+    """Model field validator: a lower-case ISO 4217 code Stripe knows."""
+    if value and value not in CURRENCY_CODES:
+        raise ValidationError(f"{value!r} is not a lower-case currency code Stripe supports (e.g. 'usd').")
 
 
 def minor_unit_exponent(currency: str) -> int:

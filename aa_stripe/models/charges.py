@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from aa_stripe import stripe_api
 from aa_stripe.conf import default_currency, stripe_settings
-from aa_stripe.currencies import CURRENCY_CHOICES
+from aa_stripe.currencies import validate_currency
 from aa_stripe.exceptions import (
     StripeAPIError,
     StripeCardError,
@@ -49,7 +49,7 @@ class StripeCharge(StripeBasicModel):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     amount = models.IntegerField(null=True, help_text=_("In the currency's minor unit (cents for USD)."))
     amount_refunded = models.IntegerField(default=0, help_text=_("In the currency's minor unit."))
-    currency = models.CharField(max_length=3, default=default_currency, choices=CURRENCY_CHOICES)
+    currency = models.CharField(max_length=3, default=default_currency, validators=[validate_currency])
     is_charged = models.BooleanField(default=False)
     is_refunded = models.BooleanField(default=False)
     # if True, charge_stripe leaves it alone
@@ -258,7 +258,7 @@ class StripeRefund(StripeBasicModel):
 
     charge = models.ForeignKey(StripeCharge, on_delete=models.CASCADE, related_name="refunds")
     amount = models.IntegerField(help_text=_("In the currency's minor unit."))
-    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    currency = models.CharField(max_length=3, validators=[validate_currency])
     stripe_refund_id = models.CharField(max_length=255, unique=True)
 
     class Meta:

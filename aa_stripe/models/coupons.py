@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from aa_stripe import stripe_api
-from aa_stripe.currencies import CURRENCY_CHOICES, from_minor_units, to_minor_units
+from aa_stripe.currencies import CURRENCY_CHOICES, from_minor_units, to_minor_units, validate_currency
 from aa_stripe.exceptions import StripeCouponAlreadyExists, StripeInvalidRequestError, StripeMethodNotAllowed
 
 from .base import StripeBasicModel, timestamp_to_datetime
@@ -71,7 +71,11 @@ class StripeCoupon(StripeBasicModel):
         help_text=_("Amount in major units of the currency (10 = $10.00) taken off invoices."),
     )
     currency = models.CharField(  # noqa: DJ001 (null kept from aa-stripe: percent_off coupons)
-        max_length=3, choices=CURRENCY_CHOICES, blank=True, null=True, help_text=_("Currency of amount_off.")
+        max_length=3,
+        validators=[validate_currency],
+        blank=True,
+        null=True,
+        help_text=_("Currency of amount_off."),
     )
     duration = models.CharField(
         max_length=255,

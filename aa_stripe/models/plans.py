@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from aa_stripe import stripe_api
 from aa_stripe.conf import default_currency
-from aa_stripe.currencies import CURRENCY_CHOICES
+from aa_stripe.currencies import validate_currency
 from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed
 
 from .base import StripeBasicModel
@@ -40,7 +40,7 @@ class StripeSubscriptionPlan(StripeBasicModel):
         blank=True, default=dict, help_text=_('Source of the plan, ie: {"prescription": 1}')
     )
     amount = models.BigIntegerField(help_text=_("In the currency's minor unit (cents for USD)."))
-    currency = models.CharField(max_length=3, default=default_currency, choices=CURRENCY_CHOICES)
+    currency = models.CharField(max_length=3, default=default_currency, validators=[validate_currency])
     name = models.CharField(
         max_length=255, help_text=_("Name of the plan, to be displayed on invoices and in the web interface.")
     )
