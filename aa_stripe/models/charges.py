@@ -133,16 +133,8 @@ class StripeCharge(StripeBasicModel):
             self.attempt += 1
             self.charge_attempt_failed = False
             self.attempt_started_at = None
-        found = self._find_charge_after_key_expiry()
-        if found is None:
-            self.attempt_started_at = self.attempt_started_at or timezone.now()
         try:
-            stripe_charge = found or stripe_api.call(
-                "charges",
-                "create",
-                params=self._charge_params(customer, payment_uuid),
-                idempotency_key=self.idempotency_key,
-            )
+            stripe_charge = self._find_charge_after_key_expiry() or self._create_at_stripe(payment_uuid)
         except StripeCardError as err:
             self.charge_attempt_failed = True
             self.stripe_charge_id = (err.json_body.get("error") or {}).get("charge", "") or ""
@@ -162,6 +154,15 @@ class StripeCharge(StripeBasicModel):
         self.is_charged = True
         return "charged", None, stripe_charge
 
+    def _create_at_stripe(self, payment_uuid: Any) -> dict[str, Any]:
+        self.attempt_started_at = self.attempt_started_at or timezone.now()
+        return stripe_api.call(
+            "charges",
+            "create",
+            params=self._charge_params(self.customer, payment_uuid),
+            idempotency_key=self.idempotency_key,
+        )
+
     def _find_charge_after_key_expiry(self) -> dict[str, Any] | None:
         """After an unknown outcome older than Stripe's key lifetime, find the charge by UUID."""
         started = self.attempt_started_at
@@ -169,11 +170,12 @@ class StripeCharge(StripeBasicModel):
             return None
         for candidate in stripe_api.iterate(
             "charges",
-            {"customer": self.customer.stripe_customer_id, "created": {"gte": int(started.timestamp())}},
+            {"customer": self.customer.stripe_customer_id, "created": {"gt": int(started.timestamp()) - 1}},
         ):
             metadata = candidate.get("metadata") or {}
             if metadata.get("charge_uuid") == str(self.uuid) and metadata.get("attempt") == str(self.attempt):
                 return candidate if candidate.get("status") != "failed" else None
+        self.attempt_started_at = None  # not found: the re-sent request starts a new key lifetime
         return None
 
     def _charge_params(self, customer: StripeCustomer, payment_uuid: Any) -> dict[str, Any]:

@@ -1,0 +1,446 @@
+"""Django admin for support staff: find a payment, see what Stripe said, refund, charge, cancel, refresh.
+
+Stripe-owned columns are read-only. The actions call the model methods row by row: a Stripe
+error on one row becomes an error message naming that row and the others are still processed.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import FieldDoesNotExist
+from django.db import router, transaction
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+
+from aa_stripe.currencies import from_minor_units, minor_unit_exponent
+from aa_stripe.exceptions import AaStripeError, StripeCardError
+from aa_stripe.models import (
+    StripeCharge,
+    StripeCoupon,
+    StripeCustomer,
+    StripeRefund,
+    StripeSubscription,
+    StripeSubscriptionPlan,
+    StripeWebhook,
+)
+
+# The user model may be any STRIPE_USER_MODEL: search the username and e-mail fields it has.
+USER_MODEL: Any = StripeCharge._meta.get_field("user").related_model
+
+
+def _user_field_names() -> tuple[str, ...]:
+    names = []
+    for attr in ("EMAIL_FIELD", "USERNAME_FIELD"):
+        name = getattr(USER_MODEL, attr, None)
+        try:
+            if name and USER_MODEL._meta.get_field(name).concrete:
+                names.append(name)
+        except FieldDoesNotExist:
+            continue
+    return tuple(dict.fromkeys(names))
+
+
+USER_FIELDS = _user_field_names()
+
+
+def user_search_fields(path: str = "user") -> tuple[str, ...]:
+    return tuple(f"{path}__{name}" for name in USER_FIELDS)
+
+
+def format_amount(amount: int | None, currency: str | None) -> str:
+    """Minor units as major units with the currency: ``1050, "usd"`` -> ``10.50 USD``."""
+    if amount is None or not currency:
+        return "-"
+    return f"{from_minor_units(amount, currency)} {currency.upper()}"
+
+
+def json_display(field: str, description: str) -> Callable[[Any, Model], str]:
+    """A read-only column showing a JSON field indented (``exclude`` the raw field)."""
+
+    @admin.display(description=description)
+    def display(self: Any, obj: Model) -> str:
+        value = getattr(obj, field)
+        if not value:
+            return "-"
+        return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
+
+    return display
+
+
+def describe_user(user: Any) -> str:
+    email = getattr(user, USER_FIELDS[0], "") if USER_FIELDS else ""
+    name = user.get_username() if hasattr(user, "get_username") else str(user)
+    return f"{name} <{email}>" if email and email != name else str(name)
+
+
+class StripeModelAdmin(admin.ModelAdmin):
+    """Shared helpers: fields locked once Stripe has the object, and per-row Stripe actions."""
+
+    #: read-only once :meth:`is_locked` says the object exists at Stripe
+    locked_fields: Sequence[str] = ()
+    exclude = ("stripe_response",)
+
+    stripe_response_display = json_display("stripe_response", "Stripe response")
+
+    def is_locked(self, obj: Any) -> bool:
+        return bool(getattr(obj, "is_created_at_stripe", False))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and self.is_locked(obj):
+            fields += [name for name in self.locked_fields if name not in fields]
+        return fields
+
+    @admin.display(description="user", ordering=f"user__{USER_FIELDS[-1]}" if USER_FIELDS else "user")
+    def user_display(self, obj: Any) -> str:
+        return describe_user(obj.user)
+
+    def run_per_row(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        operation: str | Callable[[Any], object],
+        *,
+        doing: str,
+        done: str,
+        **kwargs: Any,
+    ) -> None:
+        """Call ``operation`` (a callable, or a method name called with ``kwargs``) on each row.
+
+        One error message per row that raised ``AaStripeError`` (naming the row and the error),
+        one success message counting the others; any other exception propagates.
+        """
+        call = operator.methodcaller(operation, **kwargs) if isinstance(operation, str) else operation
+        opts = self.model._meta
+        succeeded = 0
+        for obj in queryset:
+            try:
+                call(obj)
+            except AaStripeError as err:
+                label = f"{opts.verbose_name} #{obj.pk} “{obj}”"
+                self.message_user(request, f"Could not {doing} {label}: {err.message}", messages.ERROR)
+            else:
+                succeeded += 1
+        if succeeded:
+            name = opts.verbose_name if succeeded == 1 else opts.verbose_name_plural
+            self.message_user(request, f"{done} {succeeded} {name}.", messages.SUCCESS)
+
+
+@admin.register(StripeCustomer)
+class StripeCustomerAdmin(StripeModelAdmin):
+    list_display = "id stripe_customer_id user_display card is_active is_created_at_stripe created".split()
+    list_display_links = ("id", "stripe_customer_id")
+    list_filter = ("is_active", "is_created_at_stripe")
+    list_select_related = ("user",)
+    search_fields = (*user_search_fields(), "=stripe_customer_id", "default_source")
+    date_hierarchy = "created"
+    raw_id_fields = ("user",)
+    exclude = ("stripe_response", "sources", "stripe_js_response")
+    readonly_fields = (
+        "stripe_customer_id is_created_at_stripe default_source card created updated sources_display "
+        "stripe_js_response_display stripe_response_display"
+    ).split()
+    locked_fields = ("user",)
+    actions = ("refresh_from_stripe",)
+
+    sources_display = json_display("sources", "sources")
+    stripe_js_response_display = json_display("stripe_js_response", "stripe.js token")
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
+        # The stripe.js token is typed in only when adding a customer by hand.
+        return ("stripe_response", "sources") if obj is None else self.exclude
+
+    def is_locked(self, obj: Any) -> bool:
+        return obj.pk is not None
+
+    @admin.display(description="default card")
+    def card(self, obj: StripeCustomer) -> str:
+        source = obj.default_source_data
+        if not source:
+            return obj.default_source or "-"
+        card = source.get("card") if source.get("object") == "source" else source
+        card = card or {}
+        expiry = f"{card.get('exp_month', '?')}/{card.get('exp_year', '?')}"
+        return f"{card.get('brand', '?')} •••• {card.get('last4', '????')} (exp. {expiry})"
+
+    @admin.action(description="Refresh selected customers from Stripe")
+    def refresh_from_stripe(self, request: HttpRequest, queryset: QuerySet[StripeCustomer]) -> None:
+        self.run_per_row(request, queryset, "refresh_from_stripe", doing="refresh", done="Refreshed")
+
+
+class StripeRefundInline(admin.TabularInline):
+    model = StripeRefund
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("stripe_refund_id", "amount_display", "created")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="amount")
+    def amount_display(self, obj: StripeRefund) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+
+@admin.register(StripeCharge)
+class StripeChargeAdmin(StripeModelAdmin):
+    list_display = (
+        "id user_display amount_display refunded_display description is_charged is_refunded "
+        "charge_attempt_failed is_manual_charge stripe_charge_id created"
+    ).split()
+    list_filter = ("is_charged", "is_refunded", "charge_attempt_failed", "is_manual_charge", "currency")
+    list_select_related = ("user",)
+    search_fields = (
+        *user_search_fields(),
+        "=stripe_charge_id",
+        "=stripe_refund_id",
+        "=customer__stripe_customer_id",
+        "description",
+        "comment",
+    )
+    date_hierarchy = "created"
+    raw_id_fields = ("user",)
+    autocomplete_fields = ("customer",)
+    readonly_fields = (
+        "uuid stripe_charge_id is_charged charge_attempt_failed amount_refunded is_refunded "
+        "stripe_refund_id attempt attempt_started_at created updated stripe_response_display"
+    ).split()
+    locked_fields = ("user", "customer", "amount", "currency", "description", "statement_descriptor")
+    inlines = (StripeRefundInline,)
+    actions = ("refund_charges", "charge_now")
+
+    def is_locked(self, obj: Any) -> bool:
+        return obj.is_charged or bool(obj.stripe_charge_id)
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: StripeCharge) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+    @admin.display(description="refunded", ordering="amount_refunded")
+    def refunded_display(self, obj: StripeCharge) -> str:
+        return format_amount(obj.amount_refunded, obj.currency) if obj.amount_refunded else "-"
+
+    @admin.action(description="Refund selected charges")
+    def refund_charges(self, request: HttpRequest, queryset: QuerySet[StripeCharge]) -> None:
+        self.run_per_row(request, queryset, "refund", doing="refund", done="Refunded")
+
+    @admin.action(description="Charge selected charges now")
+    def charge_now(self, request: HttpRequest, queryset: QuerySet[StripeCharge]) -> None:
+        def charge(obj: StripeCharge) -> None:
+            if obj.charge() is not None:
+                return
+            # charge() answers a decline with None; the reason is in the saved Stripe error.
+            error = (obj.stripe_response or {}).get("error") or {}
+            code = error.get("decline_code") or error.get("code")
+            reason = error.get("message") or "no reason given"
+            raise StripeCardError(f"The card was declined{f' ({code})' if code else ''}: {reason}")
+
+        self.run_per_row(request, queryset, charge, doing="charge", done="Charged")
+
+
+@admin.register(StripeRefund)
+class StripeRefundAdmin(StripeModelAdmin):
+    list_display = ("stripe_refund_id", "charge", "amount_display", "created")
+    list_filter = ("currency",)
+    list_select_related = ("charge", "charge__user")
+    search_fields = ("=stripe_refund_id", "=charge__stripe_charge_id", *user_search_fields("charge__user"))
+    date_hierarchy = "created"
+    readonly_fields = "charge stripe_refund_id amount_display created updated stripe_response_display".split()
+    exclude = ("stripe_response", "amount", "currency")
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: StripeRefund) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(StripeSubscriptionPlan)
+class StripeSubscriptionPlanAdmin(StripeModelAdmin):
+    list_display = "name stripe_plan_id amount_display billed trial_period_days is_created_at_stripe".split()
+    list_filter = ("interval", "currency", "is_created_at_stripe")
+    search_fields = ("name", "=stripe_plan_id")
+    readonly_fields = ("is_created_at_stripe", "created", "updated", "stripe_response_display")
+    # Stripe cannot change a plan's price and the library pushes no edits: only `source` stays editable.
+    locked_fields = (
+        "stripe_plan_id name amount currency interval interval_count trial_period_days "
+        "statement_descriptor metadata"
+    ).split()
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: StripeSubscriptionPlan) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+    @admin.display(description="billed", ordering="interval")
+    def billed(self, obj: StripeSubscriptionPlan) -> str:
+        return (
+            f"every {obj.interval}"
+            if obj.interval_count == 1
+            else f"every {obj.interval_count} {obj.interval}s"
+        )
+
+
+@admin.register(StripeSubscription)
+class StripeSubscriptionAdmin(StripeModelAdmin):
+    list_display = (
+        "id user_display plan status stripe_subscription_id at_period_end end_date canceled_at created"
+    ).split()
+    list_filter = ("status", "at_period_end", "is_created_at_stripe", "plan__interval")
+    list_select_related = ("user", "plan")
+    search_fields = (
+        *user_search_fields(),
+        "=stripe_subscription_id",
+        "=customer__stripe_customer_id",
+        "plan__name",
+        "=plan__stripe_plan_id",
+        "=coupon__coupon_id",
+    )
+    date_hierarchy = "created"
+    raw_id_fields = ("user",)
+    autocomplete_fields = ("plan", "customer", "coupon")
+    readonly_fields = (
+        "uuid stripe_subscription_id is_created_at_stripe status at_period_end canceled_at created updated "
+        "stripe_response_display"
+    ).split()
+    locked_fields = ("user", "plan", "customer", "coupon", "metadata", "tax_percent")
+    actions = ("cancel_at_period_end", "cancel_now", "refresh_from_stripe")
+
+    @admin.action(description="Cancel selected subscriptions (at the end of the paid period)")
+    def cancel_at_period_end(self, request: HttpRequest, queryset: QuerySet[StripeSubscription]) -> None:
+        done = "Set to cancel at the period end:"
+        self.run_per_row(request, queryset, "cancel", doing="cancel", done=done, at_period_end=True)
+
+    @admin.action(description="Cancel selected subscriptions immediately")
+    def cancel_now(self, request: HttpRequest, queryset: QuerySet[StripeSubscription]) -> None:
+        self.run_per_row(request, queryset, "cancel", doing="cancel", done="Canceled")
+
+    @admin.action(description="Refresh selected subscriptions from Stripe")
+    def refresh_from_stripe(self, request: HttpRequest, queryset: QuerySet[StripeSubscription]) -> None:
+        self.run_per_row(request, queryset, "refresh_from_stripe", doing="refresh", done="Refreshed")
+
+
+class StripeCouponForm(forms.ModelForm):
+    """Saves the coupon (which creates it at Stripe or pushes metadata) while validating,
+    so that Stripe refusing it is a form error instead of a server error."""
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            self.instance.save()
+        except AaStripeError as err:
+            self.add_error(None, f"Stripe refused the coupon: {err.message}")
+
+
+@admin.register(StripeCoupon)
+class StripeCouponAdmin(StripeModelAdmin):
+    form = StripeCouponForm
+    list_display = ("coupon_id", "discount", "duration_display", "times_redeemed", "max_redemptions")
+    list_display += ("redeem_by", "valid", "is_deleted", "created")
+    list_filter = ("is_deleted", "valid", "duration", "currency", "livemode")
+    search_fields = ("coupon_id",)
+    date_hierarchy = "created"
+    readonly_fields = (
+        "times_redeemed valid livemode is_created_at_stripe is_deleted created updated "
+        "stripe_response_display"
+    ).split()
+    locked_fields = StripeCoupon.IMMUTABLE_FIELDS
+
+    def is_locked(self, obj: Any) -> bool:
+        return obj.pk is not None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StripeCoupon]:
+        queryset = StripeCoupon.objects.all_with_deleted()
+        return queryset.order_by(*self.get_ordering(request) or ("id",))
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        queryset, distinct = super().get_search_results(request, queryset, search_term)
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.url_name == "autocomplete":
+            queryset = queryset.filter(is_deleted=False)  # a deleted coupon cannot be applied
+        return queryset, distinct
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and not (obj is not None and obj.is_deleted)
+
+    @admin.display(description="discount")
+    def discount(self, obj: StripeCoupon) -> str:
+        if obj.percent_off is not None:
+            return f"{obj.percent_off.normalize():f}% off"
+        if obj.amount_off is not None:
+            places = Decimal(1).scaleb(-minor_unit_exponent(obj.currency or ""))
+            return f"{obj.amount_off.quantize(places)} {(obj.currency or '').upper()} off"
+        return "-"
+
+    @admin.display(description="duration", ordering="duration")
+    def duration_display(self, obj: StripeCoupon) -> str:
+        if obj.duration == StripeCoupon.DURATION_REPEATING:
+            return f"{obj.duration_in_months} months"
+        return obj.duration
+
+    # Deleting a coupon deletes it at Stripe; the row stays, marked is_deleted.
+    def delete_model(self, request: HttpRequest, obj: StripeCoupon) -> None:
+        try:
+            obj.delete()
+        except AaStripeError as err:
+            using = router.db_for_write(StripeCoupon)
+            if transaction.get_connection(using).in_atomic_block:
+                transaction.set_rollback(True, using=using)  # drop the "deleted" log entry
+            request._aa_stripe_delete_failed = True  # type: ignore[attr-defined]
+            self.message_user(request, f"Could not delete coupon “{obj}”: {err.message}", messages.ERROR)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        if getattr(request, "_aa_stripe_delete_failed", False):
+            opts = self.opts
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj_id])
+            )
+        return super().response_delete(request, obj_display, obj_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[StripeCoupon]) -> None:
+        self.run_per_row(request, queryset, "delete", doing="delete", done="Deleted at Stripe:")
+
+
+@admin.register(StripeWebhook)
+class StripeWebhookAdmin(admin.ModelAdmin):
+    list_display = ("id", "event_type", "is_parsed", "parse_attempts", "stripe_created_at", "created")
+    list_filter = ("is_parsed", "event_type")
+    search_fields = ("=id", "event_type", "parse_error")
+    date_hierarchy = "created"
+    fields = (
+        "id event_type stripe_created_at created updated is_parsed parse_attempts parse_error "
+        "raw_data_display"
+    ).split()
+    readonly_fields = fields
+
+    raw_data_display = json_display("raw_data", "raw data")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
