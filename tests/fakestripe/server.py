@@ -1,0 +1,349 @@
+"""Run localstripe for the test suite: ``python -m tests.fakestripe.server --port PORT``.
+
+localstripe 1.15 (GPL-3.0, a test-only dependency; nothing of it is copied here, it is only
+imported and patched at runtime) speaks the 2017-era Stripe API. The shims below teach it the
+few current-API parameters the library sends, each with the reason it is needed. Everything
+else is localstripe's own behaviour.
+
+Differences from ``localstripe.server.start()``:
+
+* binds 127.0.0.1 only (localstripe binds ``::``, every interface);
+* keeps the store in memory only (localstripe pickles the whole store to /tmp on every write,
+  which is slow, leaks state between runs and races between parallel test runs);
+* prints ``READY http://127.0.0.1:PORT`` once the socket is serving (``--port 0`` picks a free
+  port and the line says which), and stays quiet otherwise unless ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from dateutil.relativedelta import relativedelta
+from localstripe import resources, webhooks
+from localstripe import server as ls_server
+from localstripe.errors import UserError
+from localstripe.resources import (
+    Coupon,
+    Customer,
+    Event,
+    Refund,
+    Subscription,
+    Token,
+    random_id,
+    try_convert_to_int,
+)
+
+
+def _bad_request(message: str, **contents: Any) -> UserError:
+    return UserError(400, message, dict(contents))
+
+
+# --- Errors --------------------------------------------------------------------------------------
+# localstripe types every error "invalid_request_error" and gives 404s no code. Stripe says
+# "card_error" (+ decline_code) for 402s and "resource_missing" for unknown ids, which callers test.
+_user_error_init = UserError.__init__
+
+
+def _user_error_init_current(self: UserError, code: int, message: Any = None, contents: Any = None) -> None:
+    _user_error_init(self, code, message, contents)
+    error = self.body["error"]
+    if code == 402:
+        error["type"] = "card_error"
+        if error.get("code") == "card_declined":
+            error.setdefault("decline_code", "generic_decline")
+    elif code == 404:
+        error.setdefault("code", "resource_missing")
+
+
+UserError.__init__ = _user_error_init_current
+
+
+# --- Persistence ---------------------------------------------------------------------------------
+# Store.__setitem__/__delitem__ and server.save_store_middleware all call store.dump_to_disk(), which
+# pickles the entire store to /tmp/localstripe.pickle on every write. Patching the class attribute
+# turns every one of those calls into a no-op; we never load from disk either, so each server
+# process starts empty.
+resources.Store.dump_to_disk = lambda self: None
+resources.Store.try_load_from_disk = lambda self: None
+
+
+# --- Webhooks ------------------------------------------------------------------------------------
+class _SnapshotDict(dict):
+    """localstripe's sender iterates ``_webhooks.values()`` across ``await``s; registering a new
+    endpoint meanwhile would raise "dictionary changed size during iteration" in that task."""
+
+    def values(self) -> list:  # type: ignore[override]
+        return list(super().values())
+
+
+webhooks._webhooks = _SnapshotDict(webhooks._webhooks)
+
+# Each event is delivered by a task that first sleeps about a second. Without tracking, the events
+# of one test would reach the webhook endpoint registered by the next one, after the wipe.
+_deliveries: set[asyncio.Future] = set()
+
+
+def schedule_webhook(event: Event) -> None:
+    task = asyncio.ensure_future(webhooks._send_webhook(event))
+    _deliveries.add(task)
+    task.add_done_callback(_deliveries.discard)
+
+
+def _clear_store(self: resources.Store) -> None:  # what DELETE /_config/data calls
+    for task in list(_deliveries):
+        task.cancel()
+    dict.clear(self)
+
+
+resources.schedule_webhook = schedule_webhook  # resources.py calls it by its module-global name
+resources.Store.clear = _clear_store
+
+
+# --- Coupons -------------------------------------------------------------------------------------
+# Current API coupons take max_redemptions, redeem_by and name, and the id is optional (Stripe
+# generates one). localstripe hard-codes max_redemptions/redeem_by to None, rejects the
+# parameters, and requires an id. `valid` must turn false once redeem_by has passed or the coupon
+# is used up, as Stripe reports it.
+_coupon_init = Coupon.__init__
+
+
+def _coupon_init_current(
+    self: Coupon,
+    id: str | None = None,
+    max_redemptions: Any = None,
+    redeem_by: Any = None,
+    name: Any = None,
+    **kwargs: Any,
+) -> None:
+    max_redemptions = try_convert_to_int(max_redemptions)
+    redeem_by = try_convert_to_int(redeem_by)
+    if max_redemptions is not None and (type(max_redemptions) is not int or max_redemptions <= 0):
+        raise _bad_request("Invalid max_redemptions", param="max_redemptions")
+    if redeem_by is not None and (type(redeem_by) is not int or redeem_by <= 0):
+        raise _bad_request("Invalid redeem_by", param="redeem_by")
+    if name is not None and (type(name) is not str or len(name) > 40):
+        raise _bad_request("Invalid name", param="name")
+    _coupon_init(self, id=id or random_id(8), **kwargs)
+    self.max_redemptions = max_redemptions
+    self.redeem_by = redeem_by
+    self.name = name
+    # localstripe emits no coupon events at all; the library parses coupon.* webhooks.
+    schedule_webhook(Event("coupon.created", self))
+
+
+def _coupon_valid(self: Coupon) -> bool:
+    if not self.__dict__.get("_valid", True):
+        return False
+    if self.redeem_by is not None and time.time() > self.redeem_by:
+        return False
+    return self.max_redemptions is None or self.times_redeemed < self.max_redemptions
+
+
+def _coupon_set_valid(self: Coupon, value: Any) -> None:
+    self.__dict__["_valid"] = bool(value)  # localstripe's __init__ assigns valid = True
+
+
+@classmethod
+def _coupon_update(cls: type[Coupon], id: str, **data: Any) -> Coupon:
+    obj = super(Coupon, cls)._api_update(id, **data)
+    schedule_webhook(Event("coupon.updated", obj))
+    return obj
+
+
+@classmethod
+def _coupon_delete(cls: type[Coupon], id: str) -> Any:
+    schedule_webhook(Event("coupon.deleted", cls._api_retrieve(id)))
+    return super(Coupon, cls)._api_delete(id)
+
+
+Coupon.__init__ = _coupon_init_current
+Coupon.valid = property(_coupon_valid, _coupon_set_valid)
+Coupon._api_update = _coupon_update
+Coupon._api_delete = _coupon_delete
+
+
+# --- Subscriptions -------------------------------------------------------------------------------
+# Current API: `discounts=[{"coupon": id}]` (the `coupon` parameter was removed in 2025). localstripe
+# supports neither `discounts` nor the legacy `coupon`, and has no Discount object, so the shim
+# validates the coupons up front (no subscription is created for a bad coupon), lets localstripe
+# create the subscription, then attaches discounts. The discount carries both the current shape
+# (`source.coupon` = id) and the legacy one (`coupon` = the coupon object). Limit: the first
+# invoice, which localstripe creates and pays inside the constructor, is NOT discounted.
+def _coupons_for(discounts: Any, coupon: Any) -> list[Coupon]:
+    if coupon is not None:  # legacy parameter, same semantics as one discount
+        discounts = [*(discounts or []), {"coupon": coupon}]
+    if discounts in (None, ""):
+        return []
+    if type(discounts) is not list:
+        raise _bad_request("Invalid array", param="discounts")
+    coupons = []
+    for i, entry in enumerate(discounts):
+        param = f"discounts[{i}][coupon]"
+        if type(entry) is not dict or type(entry.get("coupon")) is not str or len(entry) != 1:
+            raise _bad_request("The fake only supports discounts=[{'coupon': id}]", param=f"discounts[{i}]")
+        obj = resources.store.get("coupon:" + entry["coupon"])
+        if obj is None:
+            raise _bad_request(f"No such coupon: '{entry['coupon']}'", code="resource_missing", param=param)
+        if not obj.valid:
+            raise _bad_request(f"Coupon expired: {obj.id}", code="coupon_expired", param=param)
+        coupons.append(obj)
+    return coupons
+
+
+def _attach_discounts(sub: Subscription, coupons: list[Coupon]) -> None:
+    found = []
+    for coupon in coupons:
+        coupon.times_redeemed += 1
+        start = int(time.time())
+        end = None
+        if coupon.duration == "repeating":
+            end = int(
+                (
+                    datetime.fromtimestamp(start, tz=UTC) + relativedelta(months=coupon.duration_in_months)
+                ).timestamp()
+            )
+        found.append(
+            {
+                "id": "di_" + random_id(14),
+                "object": "discount",
+                "coupon": coupon._export(),
+                "source": {"type": "coupon", "coupon": coupon.id},
+                "customer": sub.customer,
+                "subscription": sub.id,
+                "subscription_item": None,
+                "invoice": None,
+                "invoice_item": None,
+                "promotion_code": None,
+                "checkout_session": None,
+                "start": start,
+                "end": end,
+            }
+        )
+    sub.discounts = [d["id"] for d in found]
+    sub.discount = found[0] if found else None
+
+
+@classmethod
+def _subscription_create(
+    cls: type[Subscription], discounts: Any = None, coupon: Any = None, **data: Any
+) -> Subscription:
+    coupons = _coupons_for(discounts, coupon)
+    obj = super(Subscription, cls)._api_create(**data)
+    _attach_discounts(obj, coupons)
+    return obj
+
+
+_subscription_update = Subscription._update
+
+
+def _subscription_update_current(self: Subscription, discounts: Any = None, coupon: Any = None, **data: Any):
+    # localstripe's _update has a closed signature: an unknown keyword is a TypeError, i.e. a 500.
+    clear = discounts == "" or coupon == ""
+    coupons = [] if clear else _coupons_for(discounts, coupon)
+    _subscription_update(self, **data)
+    if clear or coupons:
+        _attach_discounts(self, coupons)
+
+
+Subscription._api_create = _subscription_create
+Subscription._update = _subscription_update_current
+
+
+# --- Customers -----------------------------------------------------------------------------------
+# Stripe creates no customer when the card in `source` is declined; localstripe creates the customer
+# first and fails attaching the card afterwards, leaving the customer behind. Check tokens up front.
+_customer_create = Customer.__dict__["_api_create"].__func__
+
+
+@classmethod
+def _customer_create_atomic(cls: type[Customer], source: Any = None, **data: Any) -> Customer:
+    is_token = isinstance(source, str) and source.startswith("tok_")
+    if is_token and Token._api_retrieve(source).card._attaching_is_declined():
+        raise UserError(402, "Your card was declined.", {"code": "card_declined", "param": "source"})
+    return _customer_create(cls, source=source, **data)
+
+
+# `source=tok_...` on update replaces the default source (the library's "add a new card" path);
+# localstripe only accepts `source` on create and answers 400 on update.
+_customer_update = Customer.__dict__["_api_update"].__func__
+
+
+@classmethod
+def _customer_update_current(cls: type[Customer], id: str, source: Any = None, **data: Any) -> Customer:
+    if source is not None:
+        obj = cls._api_retrieve(id)
+        old_default = obj.default_source
+        new = cls._api_add_source(id, source)
+        if old_default and old_default != new.id:
+            cls._api_remove_source(id, old_default)
+        obj.default_source = new.id
+        if not data:
+            schedule_webhook(Event("customer.updated", obj))
+            return obj
+    return _customer_update(cls, id, **data)
+
+
+Customer._api_create = _customer_create_atomic
+Customer._api_update = _customer_update_current
+
+
+# --- Refunds -------------------------------------------------------------------------------------
+# Current API refunds take and report `reason`; localstripe rejects it.
+_refund_init = Refund.__init__
+_REFUND_REASONS = (None, "duplicate", "fraudulent", "requested_by_customer")
+
+
+def _refund_init_current(self: Refund, reason: Any = None, **kwargs: Any) -> None:
+    if reason not in _REFUND_REASONS:
+        raise _bad_request("Invalid reason", param="reason")
+    _refund_init(self, **kwargs)
+    self.reason = reason
+
+
+Refund.__init__ = _refund_init_current
+
+
+# --- Serving -------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0 (default) picks a free port")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    # localstripe logs webhook deliveries on aiohttp.access too.
+    access_log = logging.getLogger("aiohttp.access")
+    if args.verbose:
+        access_log.setLevel(logging.DEBUG)
+        access_log.addHandler(logging.StreamHandler())
+    else:
+        access_log.disabled = True
+
+    def ready(*_args: Any, **_kwargs: Any) -> None:
+        # run_app calls print() only after the site is serving, so the parent can connect now.
+        sys.stdout.write(f"READY {url}\n")
+        sys.stdout.flush()
+
+    web.run_app(
+        ls_server.app,
+        sock=sock,
+        access_log=access_log if args.verbose else None,
+        print=ready,
+        handle_signals=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
