@@ -63,6 +63,7 @@ def test_json_text_is_cleaned_before_becoming_a_json_column(stored, expected):
 @pytest.mark.django_db
 def test_half_migrated_aa_stripe_history_is_refused_with_instructions():
     recorder = MigrationRecorder(connection)
+    recorder.migration_qs.filter(app="aa_stripe").delete()  # as if only aa-stripe had run, partly
     for name in UPSTREAM[:15]:
         recorder.record_applied("aa_stripe", name)
 
