@@ -106,3 +106,11 @@ def test_settings_changes_build_a_new_client(fake_stripe, settings):
     assert stripe_api.api_version() == "2024-06-20"
     settings.STRIPE_API_VERSION = None
     assert stripe_api.api_version() == stripe_api.SDK_API_VERSION
+
+
+def test_every_call_sends_the_pinned_api_version(fake_stripe, settings):
+    stripe_api.call("customers", "list")
+    settings.STRIPE_API_VERSION = "2025-01-27.acacia"
+    stripe_api.call("customers", "create", params={"description": "x"})
+    versions = [c.stripe_version for c in fake_stripe.proxy.calls()]
+    assert versions == [stripe_api.SDK_API_VERSION, "2025-01-27.acacia"]

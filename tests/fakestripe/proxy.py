@@ -55,6 +55,7 @@ class RecordedRequest:
     status: int | None = None  # what Stripe (or the injected fault) answered; None if nothing did
     replayed: bool = False
     fault: str | None = None
+    stripe_version: str | None = None  # the Stripe-Version header the client sent
 
 
 @dataclass
@@ -280,6 +281,7 @@ class FaultProxy:
             query=dict(parse_qsl(parts.query, keep_blank_values=True)),
             params=dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)),
             idempotency_key=key,
+            stripe_version=handler.headers.get("Stripe-Version"),
         )
         with self._lock:
             gen = self._gen
