@@ -1,7 +1,7 @@
 """Django admin for support staff: find a payment, see what Stripe said, refund, charge, cancel, refresh.
 
 Stripe-owned columns are read-only. The actions call the model methods row by row: a Stripe
-error on one row becomes an error message naming that row and the others are still processed.
+error on one row becomes an error message naming that row, and the other rows are still processed.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import FieldDoesNotExist
 from django.db import router, transaction
-from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.db.models import Field, JSONField, Model, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.utils.html import format_html
 
 from aa_stripe.currencies import from_minor_units, minor_unit_exponent
@@ -33,23 +32,15 @@ from aa_stripe.models import (
     StripeWebhook,
 )
 
-# The user model may be any STRIPE_USER_MODEL: search the username and e-mail fields it has.
+# The user model may be any STRIPE_USER_MODEL: use the e-mail and username fields it really has.
 USER_MODEL: Any = StripeCharge._meta.get_field("user").related_model
+_CONCRETE = {field.name for field in USER_MODEL._meta.concrete_fields}
+_CANDIDATES = (getattr(USER_MODEL, "EMAIL_FIELD", "email"), getattr(USER_MODEL, "USERNAME_FIELD", None))
+USER_FIELDS = tuple(name for name in dict.fromkeys(_CANDIDATES) if name in _CONCRETE)
 
 
-def _user_field_names() -> tuple[str, ...]:
-    names = []
-    for attr in ("EMAIL_FIELD", "USERNAME_FIELD"):
-        name = getattr(USER_MODEL, attr, None)
-        try:
-            if name and USER_MODEL._meta.get_field(name).concrete:
-                names.append(name)
-        except FieldDoesNotExist:
-            continue
-    return tuple(dict.fromkeys(names))
-
-
-USER_FIELDS = _user_field_names()
+# Only the currencies in use, not all 135 Stripe settles in.
+CURRENCY_FILTER = ("currency", admin.AllValuesFieldListFilter)
 
 
 def user_search_fields(path: str = "user") -> tuple[str, ...]:
@@ -76,14 +67,16 @@ def json_display(field: str, description: str) -> Callable[[Any, Model], str]:
     return display
 
 
-def describe_user(user: Any) -> str:
-    email = getattr(user, USER_FIELDS[0], "") if USER_FIELDS else ""
-    name = user.get_username() if hasattr(user, "get_username") else str(user)
-    return f"{name} <{email}>" if email and email != name else str(name)
+class BlankJSONField(forms.JSONField):
+    """A cleared JSON box saves ``{}`` (the default), not None: the JSON columns are NOT NULL."""
+
+    def to_python(self, value: Any) -> Any:
+        value = super().to_python(value)
+        return {} if value is None else value
 
 
 class StripeModelAdmin(admin.ModelAdmin):
-    """Shared helpers: fields locked once Stripe has the object, and per-row Stripe actions."""
+    """Shared parts: fields locked once Stripe has the object, display columns, per-row actions."""
 
     #: read-only once :meth:`is_locked` says the object exists at Stripe
     locked_fields: Sequence[str] = ()
@@ -94,6 +87,17 @@ class StripeModelAdmin(admin.ModelAdmin):
     def is_locked(self, obj: Any) -> bool:
         return bool(getattr(obj, "is_created_at_stripe", False))
 
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> Any:
+        if isinstance(db_field, JSONField) and db_field.default is dict and not db_field.null:
+            kwargs["form_class"] = BlankJSONField
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
+        """In the model's order (editable or not); timestamps and raw Stripe data last."""
+        names = [f.name for f in self.model._meta.fields if f.name not in ("id", "created", "updated")]
+        rank = {name: i for i, name in enumerate(names)}
+        return sorted(super().get_fields(request, obj), key=lambda name: rank.get(name, len(rank)))
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None and self.is_locked(obj):
@@ -102,7 +106,13 @@ class StripeModelAdmin(admin.ModelAdmin):
 
     @admin.display(description="user", ordering=f"user__{USER_FIELDS[-1]}" if USER_FIELDS else "user")
     def user_display(self, obj: Any) -> str:
-        return describe_user(obj.user)
+        name = obj.user.get_username() if hasattr(obj.user, "get_username") else str(obj.user)
+        email = getattr(obj.user, USER_FIELDS[0]) if USER_FIELDS else ""
+        return f"{name} <{email}>" if email and email != name else str(name)
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: Any) -> str:
+        return format_amount(obj.amount, obj.currency)
 
     def run_per_row(
         self,
@@ -141,7 +151,7 @@ class StripeCustomerAdmin(StripeModelAdmin):
     list_display_links = ("id", "stripe_customer_id")
     list_filter = ("is_active", "is_created_at_stripe")
     list_select_related = ("user",)
-    search_fields = (*user_search_fields(), "=stripe_customer_id", "default_source")
+    search_fields = (*user_search_fields(), "=stripe_customer_id", "=default_source")
     date_hierarchy = "created"
     raw_id_fields = ("user",)
     exclude = ("stripe_response", "sources", "stripe_js_response")
@@ -167,8 +177,7 @@ class StripeCustomerAdmin(StripeModelAdmin):
         source = obj.default_source_data
         if not source:
             return obj.default_source or "-"
-        card = source.get("card") if source.get("object") == "source" else source
-        card = card or {}
+        card = (source.get("card") if source.get("object") == "source" else source) or {}
         expiry = f"{card.get('exp_month', '?')}/{card.get('exp_year', '?')}"
         return f"{card.get('brand', '?')} •••• {card.get('last4', '????')} (exp. {expiry})"
 
@@ -182,13 +191,9 @@ class StripeRefundInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ("stripe_refund_id", "amount_display", "created")
-    readonly_fields = fields
+    fields = readonly_fields = ("stripe_refund_id", "amount_display", "created")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     @admin.display(description="amount")
@@ -202,16 +207,10 @@ class StripeChargeAdmin(StripeModelAdmin):
         "id user_display amount_display refunded_display description is_charged is_refunded "
         "charge_attempt_failed is_manual_charge stripe_charge_id created"
     ).split()
-    list_filter = ("is_charged", "is_refunded", "charge_attempt_failed", "is_manual_charge", "currency")
+    list_filter = ("is_charged", "is_refunded", "charge_attempt_failed", "is_manual_charge", CURRENCY_FILTER)
     list_select_related = ("user",)
-    search_fields = (
-        *user_search_fields(),
-        "=stripe_charge_id",
-        "=stripe_refund_id",
-        "=customer__stripe_customer_id",
-        "description",
-        "comment",
-    )
+    search_fields = (*user_search_fields(), "=stripe_charge_id", "=stripe_refund_id", "description")
+    search_fields += ("comment", "=customer__stripe_customer_id")
     date_hierarchy = "created"
     raw_id_fields = ("user",)
     autocomplete_fields = ("customer",)
@@ -219,16 +218,13 @@ class StripeChargeAdmin(StripeModelAdmin):
         "uuid stripe_charge_id is_charged charge_attempt_failed amount_refunded is_refunded "
         "stripe_refund_id attempt attempt_started_at created updated stripe_response_display"
     ).split()
+    # what Stripe charged cannot be changed afterwards; comment and the source object stay editable
     locked_fields = ("user", "customer", "amount", "currency", "description", "statement_descriptor")
     inlines = (StripeRefundInline,)
     actions = ("refund_charges", "charge_now")
 
     def is_locked(self, obj: Any) -> bool:
         return obj.is_charged or bool(obj.stripe_charge_id)
-
-    @admin.display(description="amount", ordering="amount")
-    def amount_display(self, obj: StripeCharge) -> str:
-        return format_amount(obj.amount, obj.currency)
 
     @admin.display(description="refunded", ordering="amount_refunded")
     def refunded_display(self, obj: StripeCharge) -> str:
@@ -255,16 +251,12 @@ class StripeChargeAdmin(StripeModelAdmin):
 @admin.register(StripeRefund)
 class StripeRefundAdmin(StripeModelAdmin):
     list_display = ("stripe_refund_id", "charge", "amount_display", "created")
-    list_filter = ("currency",)
+    list_filter = (CURRENCY_FILTER,)
     list_select_related = ("charge", "charge__user")
     search_fields = ("=stripe_refund_id", "=charge__stripe_charge_id", *user_search_fields("charge__user"))
     date_hierarchy = "created"
     readonly_fields = "charge stripe_refund_id amount_display created updated stripe_response_display".split()
     exclude = ("stripe_response", "amount", "currency")
-
-    @admin.display(description="amount", ordering="amount")
-    def amount_display(self, obj: StripeRefund) -> str:
-        return format_amount(obj.amount, obj.currency)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -279,7 +271,7 @@ class StripeRefundAdmin(StripeModelAdmin):
 @admin.register(StripeSubscriptionPlan)
 class StripeSubscriptionPlanAdmin(StripeModelAdmin):
     list_display = "name stripe_plan_id amount_display billed trial_period_days is_created_at_stripe".split()
-    list_filter = ("interval", "currency", "is_created_at_stripe")
+    list_filter = ("interval", CURRENCY_FILTER, "is_created_at_stripe")
     search_fields = ("name", "=stripe_plan_id")
     readonly_fields = ("is_created_at_stripe", "created", "updated", "stripe_response_display")
     # Stripe cannot change a plan's price and the library pushes no edits: only `source` stays editable.
@@ -288,17 +280,11 @@ class StripeSubscriptionPlanAdmin(StripeModelAdmin):
         "statement_descriptor metadata"
     ).split()
 
-    @admin.display(description="amount", ordering="amount")
-    def amount_display(self, obj: StripeSubscriptionPlan) -> str:
-        return format_amount(obj.amount, obj.currency)
-
     @admin.display(description="billed", ordering="interval")
     def billed(self, obj: StripeSubscriptionPlan) -> str:
-        return (
-            f"every {obj.interval}"
-            if obj.interval_count == 1
-            else f"every {obj.interval_count} {obj.interval}s"
-        )
+        if obj.interval_count == 1:
+            return f"every {obj.interval}"
+        return f"every {obj.interval_count} {obj.interval}s"
 
 
 @admin.register(StripeSubscription)
@@ -308,14 +294,8 @@ class StripeSubscriptionAdmin(StripeModelAdmin):
     ).split()
     list_filter = ("status", "at_period_end", "is_created_at_stripe", "plan__interval")
     list_select_related = ("user", "plan")
-    search_fields = (
-        *user_search_fields(),
-        "=stripe_subscription_id",
-        "=customer__stripe_customer_id",
-        "plan__name",
-        "=plan__stripe_plan_id",
-        "=coupon__coupon_id",
-    )
+    search_fields = (*user_search_fields(), "=stripe_subscription_id", "=customer__stripe_customer_id")
+    search_fields += ("plan__name", "=plan__stripe_plan_id", "=coupon__coupon_id")
     date_hierarchy = "created"
     raw_id_fields = ("user",)
     autocomplete_fields = ("plan", "customer", "coupon")
@@ -341,7 +321,7 @@ class StripeSubscriptionAdmin(StripeModelAdmin):
 
 
 class StripeCouponForm(forms.ModelForm):
-    """Saves the coupon (which creates it at Stripe or pushes metadata) while validating,
+    """Saves the coupon (which creates it at Stripe, or pushes metadata) while validating,
     so that Stripe refusing it is a form error instead of a server error."""
 
     def _post_clean(self) -> None:
@@ -357,16 +337,18 @@ class StripeCouponForm(forms.ModelForm):
 @admin.register(StripeCoupon)
 class StripeCouponAdmin(StripeModelAdmin):
     form = StripeCouponForm
-    list_display = ("coupon_id", "discount", "duration_display", "times_redeemed", "max_redemptions")
-    list_display += ("redeem_by", "valid", "is_deleted", "created")
-    list_filter = ("is_deleted", "valid", "duration", "currency", "livemode")
+    list_display = (
+        "coupon_id discount duration_display times_redeemed max_redemptions redeem_by valid is_deleted "
+        "created"
+    ).split()
+    list_filter = ("is_deleted", "valid", "duration", CURRENCY_FILTER, "livemode")
     search_fields = ("coupon_id",)
     date_hierarchy = "created"
     readonly_fields = (
         "times_redeemed valid livemode is_created_at_stripe is_deleted created updated "
         "stripe_response_display"
     ).split()
-    locked_fields = StripeCoupon.IMMUTABLE_FIELDS
+    locked_fields = StripeCoupon.IMMUTABLE_FIELDS  # editable on the add form only
 
     def is_locked(self, obj: Any) -> bool:
         return obj.pk is not None
@@ -376,9 +358,9 @@ class StripeCouponAdmin(StripeModelAdmin):
         return queryset.order_by(*self.get_ordering(request) or ("id",))
 
     def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet, search_term: str
+        self, request: HttpRequest, queryset: QuerySet, term: str
     ) -> tuple[QuerySet, bool]:
-        queryset, distinct = super().get_search_results(request, queryset, search_term)
+        queryset, distinct = super().get_search_results(request, queryset, term)
         match = getattr(request, "resolver_match", None)
         if match is not None and match.url_name == "autocomplete":
             queryset = queryset.filter(is_deleted=False)  # a deleted coupon cannot be applied
@@ -415,10 +397,7 @@ class StripeCouponAdmin(StripeModelAdmin):
 
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
         if getattr(request, "_aa_stripe_delete_failed", False):
-            opts = self.opts
-            return HttpResponseRedirect(
-                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj_id])
-            )
+            return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", obj_id)
         return super().response_delete(request, obj_display, obj_id)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[StripeCoupon]) -> None:
@@ -431,11 +410,10 @@ class StripeWebhookAdmin(admin.ModelAdmin):
     list_filter = ("is_parsed", "event_type")
     search_fields = ("=id", "event_type", "parse_error")
     date_hierarchy = "created"
-    fields = (
+    fields = readonly_fields = (
         "id event_type stripe_created_at created updated is_parsed parse_attempts parse_error "
         "raw_data_display"
     ).split()
-    readonly_fields = fields
 
     raw_data_display = json_display("raw_data", "raw data")
 

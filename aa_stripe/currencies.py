@@ -51,6 +51,8 @@ def to_minor_units(amount: Decimal | int | str, currency: str) -> int:
     instead of rounding money silently.
     """
     scaled = Decimal(str(amount)).scaleb(minor_unit_exponent(currency))
+    if not scaled.is_finite():
+        raise ValueError(f"{amount} is not an amount of money")
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{amount} has more decimals than {currency.upper()} allows")
     return int(scaled)

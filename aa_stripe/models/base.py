@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Model
 from django.utils.translation import gettext_lazy as _
 
@@ -25,6 +24,14 @@ class StripeBasicModel(models.Model):
     class Meta:
         abstract = True
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A cleared JSON box in a form arrives as None; the columns hold {} or [] instead.
+        for field in self._meta.concrete_fields:
+            is_json = isinstance(field, models.JSONField) and not field.null
+            if is_json and getattr(self, field.attname) is None:
+                setattr(self, field.attname, field.get_default())
+        super().save(*args, **kwargs)
+
 
 def timestamp_to_datetime(timestamp: int | float | None) -> datetime | None:
     """Stripe's Unix timestamps as aware datetimes (UTC)."""
@@ -41,8 +48,3 @@ def lock_for_update(instance: Model) -> None:
     """
     manager: Any = type(instance)._base_manager
     instance.refresh_from_db(from_queryset=manager.select_for_update())
-
-
-def run_after_commit(callback: Callable[[], Any], using: str | None = None) -> None:
-    """Run ``callback`` once the current transaction (if any) commits."""
-    transaction.on_commit(callback, using=using, robust=False)

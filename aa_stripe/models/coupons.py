@@ -154,15 +154,17 @@ class StripeCoupon(StripeBasicModel):
 
         For webhooks and refresh commands; ``commit=False`` only sets the attributes.
         """
-        values = self.values_from_stripe(stripe_coupon)
-        for name in exclude_fields or ():
-            values.pop(name, None)
-        for name, value in values.items():
-            setattr(self, name, value)
-        self.stripe_response = stripe_coupon
-        self.is_created_at_stripe = True
         if stripe_coupon.get("deleted"):
+            # Stripe's deleted stub is {id, object, deleted}: keep the coupon's last known data.
             self.is_deleted = True
+        else:
+            values = self.values_from_stripe(stripe_coupon)
+            for name in exclude_fields or ():
+                values.pop(name, None)
+            for name, value in values.items():
+                setattr(self, name, value)
+            self.stripe_response = stripe_coupon
+        self.is_created_at_stripe = True
         if commit:
             self._save_local()
 

@@ -104,6 +104,8 @@ class StripeSubscription(StripeBasicModel):
             "items": [{"plan": self.plan.stripe_plan_id}],
             "metadata": self.metadata or {},
         }
+        if self.coupon_id and self.coupon.is_deleted:
+            raise StripeMethodNotAllowed(f"The coupon {self.coupon.coupon_id} is deleted.")
         if self.coupon_id:
             params["discounts"] = [{"coupon": self.coupon.coupon_id}]
         subscription = stripe_api.call(
@@ -118,9 +120,10 @@ class StripeSubscription(StripeBasicModel):
         self.stripe_response = subscription
         self.is_created_at_stripe = True
         self.status = subscription.get("status") or self.status
-        self.at_period_end = bool(subscription.get("cancel_at_period_end")) or (
-            self.at_period_end and self.status != self.STATUS_CANCELED
-        )
+        if self.status != self.STATUS_CANCELED:
+            # Stripe's word, also when a subscription set to end was reactivated there; once
+            # canceled, at_period_end keeps saying how it was canceled.
+            self.at_period_end = bool(subscription.get("cancel_at_period_end"))
         ended = subscription.get("canceled_at") or subscription.get("ended_at")
         if ended and not self.canceled_at:
             self.canceled_at = timestamp_to_datetime(ended)
@@ -140,11 +143,9 @@ class StripeSubscription(StripeBasicModel):
         Raises :class:`StripeAlreadyCanceled` when it is already canceled (or already set to
         end at the period end and ``at_period_end`` is asked again).
         """
-        if self.status == self.STATUS_CANCELED or (at_period_end and self.at_period_end):
-            raise StripeAlreadyCanceled()
+        self._refuse_if_canceled(at_period_end)
         current = self.refresh_from_stripe()
-        if current.get("status") == self.STATUS_CANCELED or (at_period_end and self.at_period_end):
-            raise StripeAlreadyCanceled()
+        self._refuse_if_canceled(at_period_end)
         try:
             if at_period_end:
                 subscription = stripe_api.call(
@@ -162,6 +163,12 @@ class StripeSubscription(StripeBasicModel):
         self.canceled_at = self.canceled_at or timezone.now()
         self.set_stripe_data(subscription)
         return subscription
+
+    def _refuse_if_canceled(self, at_period_end: bool) -> None:
+        if self.status == self.STATUS_CANCELED:
+            raise StripeAlreadyCanceled()
+        if at_period_end and self.at_period_end:
+            raise StripeAlreadyCanceled("The subscription is already set to end at the period end.")
 
     @classmethod
     def get_subcriptions_for_cancel(cls) -> QuerySet[StripeSubscription]:
