@@ -15,7 +15,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import router, transaction
-from django.db.models import Field, JSONField, Model, QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.html import format_html
@@ -67,14 +67,6 @@ def json_display(field: str, description: str) -> Callable[[Any, Model], str]:
     return display
 
 
-class BlankJSONField(forms.JSONField):
-    """A cleared JSON box saves ``{}`` (the default), not None: the JSON columns are NOT NULL."""
-
-    def to_python(self, value: Any) -> Any:
-        value = super().to_python(value)
-        return {} if value is None else value
-
-
 class StripeModelAdmin(admin.ModelAdmin):
     """Shared parts: fields locked once Stripe has the object, display columns, per-row actions."""
 
@@ -86,11 +78,6 @@ class StripeModelAdmin(admin.ModelAdmin):
 
     def is_locked(self, obj: Any) -> bool:
         return bool(getattr(obj, "is_created_at_stripe", False))
-
-    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> Any:
-        if isinstance(db_field, JSONField) and db_field.default is dict and not db_field.null:
-            kwargs["form_class"] = BlankJSONField
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
         """In the model's order (editable or not); timestamps and raw Stripe data last."""
