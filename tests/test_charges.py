@@ -256,3 +256,25 @@ def test_deprecated_idempotency_key_argument_warns(fake_stripe, customer, user):
         charge.charge(idempotency_key="legacy")
     [sent] = fake_stripe.proxy.calls("POST", "/v1/charges")
     assert sent.idempotency_key == f"charge:{charge.uuid}:1"
+
+
+def test_a_customer_of_another_user_is_never_charged(fake_stripe, customer, other_user):
+    charge = new_charge(other_user, customer=customer)
+
+    with pytest.raises(StripeMethodNotAllowed, match="another user"):
+        charge.charge()
+
+    assert fake_stripe.proxy.calls("POST", "/v1/charges") == []
+
+
+def test_an_inactive_explicit_customer_falls_back_to_the_latest_active_one(fake_stripe, user):
+    old = make_customer(fake_stripe, user)
+    current = make_customer(fake_stripe, user)
+    old.is_active = False
+    old.save()
+    charge = new_charge(user, customer=old)
+
+    charge.charge()
+
+    [sent] = fake_stripe.proxy.calls("POST", "/v1/charges")
+    assert sent.params["customer"] == current.stripe_customer_id

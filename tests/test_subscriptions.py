@@ -407,3 +407,13 @@ def test_end_subscriptions_at_period_end(fake_stripe, customer, plan):
     assert at_fake(sub)["cancel_at_period_end"] is True
     # Once set to end at the period end, it is no longer selected.
     assert StripeSubscription.end_subscriptions(at_period_end=True) == 0
+
+
+def test_a_customer_of_another_user_is_refused(fake_stripe, customer, other_user, plan):
+    sub = StripeSubscription.objects.create(user=other_user, plan=plan, customer=customer)
+    fake_stripe.proxy.reset()
+
+    with pytest.raises(StripeMethodNotAllowed, match="another user"):
+        sub.create_at_stripe()
+
+    assert fake_stripe.proxy.calls() == []

@@ -22,7 +22,6 @@ from aa_stripe.exceptions import (
     StripeInternalError,
     StripeInvalidRequestError,
     StripeMethodNotAllowed,
-    StripeNoActiveCustomer,
 )
 from aa_stripe.signals import stripe_charge_card_exception, stripe_charge_refunded, stripe_charge_succeeded
 
@@ -124,10 +123,7 @@ class StripeCharge(StripeBasicModel):
         return stripe_charge
 
     def _charge_locked(self, payment_uuid: Any) -> tuple[str, StripeAPIError | None, dict[str, Any] | None]:
-        customer = self.customer if self.customer and self.customer.is_active else None
-        customer = customer or StripeCustomer.get_latest_active_customer_for_user(self.user)
-        if customer is None:
-            raise StripeNoActiveCustomer()
+        customer = StripeCustomer.get_customer_to_charge(self.user, preferred=self.customer)
         self.customer = customer
         if self.charge_attempt_failed:
             self.attempt += 1

@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from aa_stripe import stripe_api
-from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed
+from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed, StripeNoActiveCustomer
 
 from .base import USER_MODEL, StripeBasicModel
 
@@ -73,6 +73,23 @@ class StripeCustomer(StripeBasicModel):
             .order_by("id")
             .last()
         )
+
+    @classmethod
+    def get_customer_to_charge(cls, user: Any, preferred: StripeCustomer | None = None) -> StripeCustomer:
+        """``preferred`` if it is active at Stripe, else the user's latest active customer.
+
+        Raises :class:`StripeNoActiveCustomer` when there is none, and refuses a ``preferred``
+        customer of another user: a charge must never reach someone else's card.
+        """
+        if preferred is not None:
+            if preferred.user_id != user.pk:
+                raise StripeMethodNotAllowed("The customer belongs to another user.")
+            if preferred.is_active and preferred.is_created_at_stripe:
+                return preferred
+        customer = cls.get_latest_active_customer_for_user(user)
+        if customer is None:
+            raise StripeNoActiveCustomer()
+        return customer
 
     def change_description(self, description: str) -> dict[str, Any]:
         """Set the customer's description at Stripe; returns Stripe's customer."""

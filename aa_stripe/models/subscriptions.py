@@ -15,7 +15,6 @@ from aa_stripe.exceptions import (
     StripeAlreadyCanceled,
     StripeInvalidRequestError,
     StripeMethodNotAllowed,
-    StripeNoActiveCustomer,
 )
 
 from .base import USER_MODEL, StripeBasicModel, timestamp_to_datetime
@@ -94,10 +93,7 @@ class StripeSubscription(StripeBasicModel):
             raise StripeMethodNotAllowed("This subscription is already created at Stripe.")
         if not self.plan.is_created_at_stripe:
             raise StripeMethodNotAllowed("The plan is not created at Stripe yet.")
-        customer = self.customer if self.customer and self.customer.is_active else None
-        customer = customer or StripeCustomer.get_latest_active_customer_for_user(self.user)
-        if customer is None:
-            raise StripeNoActiveCustomer()
+        customer = StripeCustomer.get_customer_to_charge(self.user, preferred=self.customer)
         self.customer = customer
         params: dict[str, Any] = {
             "customer": customer.stripe_customer_id,
