@@ -87,6 +87,9 @@ class StripeModelAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
         fields = list(super().get_readonly_fields(request, obj))
+        # bookkeeping of webhooks and of refunds waiting for Stripe's confirmation
+        model_fields = {field.name for field in self.model._meta.fields}
+        fields += [name for name in ("last_event_at", "pending_refund_amount") if name in model_fields]
         if obj is not None and self.is_locked(obj):
             fields += [name for name in self.locked_fields if name not in fields]
         return fields

@@ -1,8 +1,10 @@
-"""URLs a host project includes with ``path("", include("aa_stripe.api_urls"))``.
+"""URLs a host project includes with ``path("", include("aa_stripe.api_urls"))``."""
 
-The webhook endpoint ``aa-stripe/webhooks`` is mounted here by the webhooks feature.
-"""
+from django.urls import URLPattern, path
 
-from django.urls import URLPattern
+from aa_stripe.webhooks.view import stripe_webhook_view
 
-urlpatterns: list[URLPattern] = []
+urlpatterns: list[URLPattern] = [
+    path("aa-stripe/webhooks", stripe_webhook_view, name="stripe-webhooks"),
+    path("aa-stripe/webhooks/", stripe_webhook_view, name="stripe-webhooks-slash"),
+]

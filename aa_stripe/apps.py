@@ -10,3 +10,4 @@ class AaStripeConfig(AppConfig):
 
     def ready(self) -> None:
         from aa_stripe import checks  # noqa: F401  (registers the system checks)
+        from aa_stripe.webhooks import handlers  # noqa: F401  (registers the built-in webhook handlers)

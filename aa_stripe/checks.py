@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from aa_stripe.conf import stripe_settings
+from aa_stripe.conf import stripe_settings, webhook_secrets
 
 
 @register(Tags.security, deploy=False)
@@ -21,7 +21,7 @@ def check_stripe_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                 id="aa_stripe.E001",
             )
         )
-    if not stripe_settings.WEBHOOK_ENDPOINT_SECRET:
+    if not webhook_secrets():
         messages.append(
             Warning(
                 "STRIPE_WEBHOOK_ENDPOINT_SECRET is not set: the webhook endpoint refuses every event.",

@@ -29,6 +29,12 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "MAX_NETWORK_RETRIES": ("STRIPE_MAX_NETWORK_RETRIES", 2),
     "HTTP_TIMEOUT": ("STRIPE_HTTP_TIMEOUT", 30),
     "WEBHOOK_TOLERANCE": ("STRIPE_WEBHOOK_TOLERANCE", 300),
+    # Bodies larger than this are refused before they are read.
+    "WEBHOOK_MAX_BODY_BYTES": ("STRIPE_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024),
+    # With DEBUG on and no secret set, accept unsigned events (local development only).
+    "WEBHOOK_ALLOW_UNSIGNED_IN_DEBUG": ("STRIPE_WEBHOOK_ALLOW_UNSIGNED_IN_DEBUG", False),
+    # Store only; parse later with `manage.py parse_stripe_webhooks` or your own task queue.
+    "WEBHOOK_DEFERRED_PARSING": ("STRIPE_WEBHOOK_DEFERRED_PARSING", False),
     # Optional: sent to Stripe as charge metadata "origin" when set.
     "PAYMENT_ORIGIN": ("PAYMENT_ORIGIN", None),
 }
@@ -68,6 +74,13 @@ _WATCHED = {name for name, _default in SETTINGS.values()} | {"AUTH_USER_MODEL"}
 def _reload_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in _WATCHED:
         stripe_settings.reload()
+
+
+def webhook_secrets() -> list[str]:
+    """The webhook signing secrets: one string, or a list of them while rotating secrets."""
+    configured = stripe_settings.WEBHOOK_ENDPOINT_SECRET
+    secrets = [configured] if isinstance(configured, str) else list(configured or [])
+    return [secret for secret in secrets if secret and secret.strip()]
 
 
 def default_currency() -> str:

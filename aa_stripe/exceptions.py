@@ -51,6 +51,12 @@ class StripeWebhookParseError(AaStripeError):
     details = _("Unable to parse webhook")
 
 
+class StripeWebhookRejected(AaStripeError):
+    """A delivery to the webhook endpoint is not a valid, signed Stripe event (answered 400)."""
+
+    details = _("Invalid webhook delivery")
+
+
 class StripeCouponAlreadyExists(AaStripeError):
     details = _("Coupon with this coupon_id and creation date already exists")
 

@@ -14,3 +14,9 @@ stripe_charge_refunded = Signal()
 #: sent with ``instance``, ``event_type``, ``event_model`` and ``event_action`` before a
 #: StripeWebhook is parsed.
 webhook_pre_parse = Signal()
+#: sent with ``instance`` (the StripeWebhook) once a new event is stored and committed, before
+#: (or, with STRIPE_WEBHOOK_DEFERRED_PARSING, instead of) parsing: hand it to a task queue here.
+stripe_webhook_stored = Signal()
+#: sent with ``charge`` (the StripeCharge, or None if unknown here), ``dispute`` (Stripe's dispute
+#: object), ``event_action`` (created, updated, closed, ...) and ``webhook`` on charge.dispute.* events.
+stripe_charge_disputed = Signal()

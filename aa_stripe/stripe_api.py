@@ -130,6 +130,37 @@ def _retry_after(err: stripe.StripeError, attempt: int) -> float:
     return max(0.0, min(wait, _MAX_RATE_LIMIT_WAIT))
 
 
+def verify_webhook_signature(payload: bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
+    """Raise :class:`StripeWebhookRejected` unless ``header`` signs ``payload`` with one of ``secrets``.
+
+    Several secrets are tried in turn (secret rotation); several ``v1=`` entries in the header
+    are Stripe's own rotation and are handled by stripe-python.
+    """
+    if not secrets:
+        raise exceptions.StripeWebhookRejected("no webhook secret is configured")
+    reason = "invalid signature"
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+        except stripe.SignatureVerificationError as err:
+            reason = _short_signature_reason(str(err))
+        except UnicodeDecodeError:
+            raise exceptions.StripeWebhookRejected("body is not UTF-8") from None
+        else:
+            return
+    raise exceptions.StripeWebhookRejected(reason)
+
+
+def _short_signature_reason(message: str) -> str:
+    if message.startswith("No Stripe-Signature header"):
+        return "missing Stripe-Signature header"
+    if message.startswith(("Unable to extract", "No signatures found with expected scheme")):
+        return "malformed Stripe-Signature header"
+    if message.startswith("Timestamp outside the tolerance zone"):
+        return "timestamp outside the tolerance zone"
+    return "no signature matches the payload"
+
+
 def translate_error(err: stripe.StripeError) -> exceptions.StripeAPIError:
     """The :mod:`aa_stripe.exceptions` class for a stripe-python exception."""
     error_data = (err.json_body or {}).get("error", {}) if isinstance(err.json_body, dict) else {}

@@ -62,6 +62,12 @@ class StripeCharge(StripeBasicModel):
         null=True, blank=True, help_text=_("First time the current attempt was sent to Stripe.")
     )
     stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    pending_refund_amount = models.IntegerField(
+        null=True, blank=True, help_text=_("A refund whose outcome Stripe did not confirm yet (lost answer).")
+    )
+    last_event_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Stripe's time of the last webhook event applied to this row.")
+    )
     stripe_refund_id = models.CharField(
         max_length=255, blank=True, db_index=True, help_text=_("The latest refund (all are in StripeRefund).")
     )
@@ -211,34 +217,56 @@ class StripeCharge(StripeBasicModel):
         with transaction.atomic(using=using):
             lock_for_update(self)
             to_refund = self._validate_refund(amount_to_refund)
-            stripe_refund = stripe_api.call(
-                "refunds",
-                "create",
-                params={
-                    "charge": self.stripe_charge_id,
-                    "amount": to_refund,
-                    "metadata": {"charge_uuid": str(self.uuid)},
-                },
-                idempotency_key=f"refund:{self.uuid}:{self.amount_refunded}:{to_refund}",
-            )
-            StripeRefund.objects.create(
-                charge=self,
-                amount=to_refund,
-                currency=self.currency,
-                stripe_refund_id=stripe_refund["id"],
-                stripe_response=stripe_refund,
-            )
-            self.amount_refunded += to_refund
-            self.is_refunded = self.amount_refunded >= (self.amount or 0)
-            self.stripe_refund_id = stripe_refund["id"]
-            self.save()
+            try:
+                stripe_refund = stripe_api.call(
+                    "refunds",
+                    "create",
+                    params={
+                        "charge": self.stripe_charge_id,
+                        "amount": to_refund,
+                        "metadata": {"charge_uuid": str(self.uuid)},
+                    },
+                    idempotency_key=f"refund:{self.uuid}:{self.amount_refunded}:{to_refund}",
+                )
+            except StripeInternalError as err:
+                # Outcome unknown: remember it, so that webhooks leave amount_refunded alone and
+                # the retry (same amount, same key) replays instead of refunding again.
+                self.pending_refund_amount = to_refund
+                self.save(update_fields=["pending_refund_amount", "updated"])
+                pending_error = err
+            else:
+                pending_error = None
+                self._record_refund(stripe_refund, to_refund)
+        if pending_error is not None:
+            raise pending_error
         stripe_charge_refunded.send(sender=StripeCharge, instance=self)
         return stripe_refund
+
+    def _record_refund(self, stripe_refund: dict[str, Any], amount: int) -> None:
+        StripeRefund.objects.create(
+            charge=self,
+            amount=amount,
+            currency=self.currency,
+            stripe_refund_id=stripe_refund["id"],
+            stripe_response=stripe_refund,
+        )
+        self.amount_refunded += amount
+        self.is_refunded = self.amount_refunded >= (self.amount or 0)
+        self.stripe_refund_id = stripe_refund["id"]
+        self.pending_refund_amount = None
+        self.save()
 
     def _validate_refund(self, amount_to_refund: int | None) -> int:
         if not self.is_charged:
             raise StripeMethodNotAllowed("Cannot refund not charged transaction.")
         remaining = (self.amount or 0) - self.amount_refunded
+        pending = self.pending_refund_amount
+        if pending is not None and amount_to_refund not in (None, pending):
+            raise StripeMethodNotAllowed(
+                f"A refund of {pending} is not confirmed by Stripe yet: retry refund({pending}) first."
+            )
+        if pending is not None:
+            return pending
         if self.is_refunded or remaining <= 0:
             raise StripeMethodNotAllowed("Already refunded.")
         if amount_to_refund is None:

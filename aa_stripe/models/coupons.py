@@ -103,6 +103,9 @@ class StripeCoupon(StripeBasicModel):
     created = models.DateTimeField(help_text=_("When Stripe created the coupon."))
     is_deleted = models.BooleanField(default=False)
     is_created_at_stripe = models.BooleanField(default=False)
+    last_event_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Stripe's time of the last webhook event applied to this row.")
+    )
 
     objects = StripeCouponManager()
 

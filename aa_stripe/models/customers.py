@@ -23,6 +23,9 @@ class StripeCustomer(StripeBasicModel):
     is_active = models.BooleanField(default=True)
     is_created_at_stripe = models.BooleanField(default=False)
     sources = models.JSONField(blank=True, default=list, help_text=_("Stripe source objects (cards)."))
+    last_event_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Stripe's time of the last webhook event applied to this row.")
+    )
     default_source = models.CharField(
         max_length=255, blank=True, help_text=_("ID of default source from Stripe")
     )

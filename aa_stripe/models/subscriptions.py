@@ -68,6 +68,9 @@ class StripeSubscription(StripeBasicModel):
     coupon = models.ForeignKey(StripeCoupon, blank=True, null=True, on_delete=models.SET_NULL)
     end_date = models.DateField(null=True, blank=True, db_index=True, help_text=_("Cancel after this day."))
     canceled_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_event_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Stripe's time of the last webhook event applied to this row.")
+    )
     at_period_end = models.BooleanField(default=False, help_text=_("Canceled to end at the period's end."))
 
     class Meta:

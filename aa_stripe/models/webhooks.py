@@ -1,7 +1,58 @@
 from __future__ import annotations
 
-from django.db import models
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.db import models, router, transaction
 from django.utils.translation import gettext_lazy as _
+
+from aa_stripe.exceptions import StripeWebhookAlreadyParsed
+from aa_stripe.signals import stripe_webhook_stored, webhook_pre_parse
+
+from .base import timestamp_to_datetime
+
+logger = logging.getLogger("aa_stripe")
+
+WebhookHandler = Callable[["StripeWebhook"], None]
+
+# event type (or "prefix.*") -> handlers; filled by aa_stripe.webhooks.handlers from AppConfig.ready(),
+# so this module never imports the webhooks package (no import cycle).
+_HANDLERS: dict[str, list[WebhookHandler]] = {}
+
+
+def register_webhook_handler(*event_types: str) -> Callable[[WebhookHandler], WebhookHandler]:
+    """Decorator: run the handler when a StripeWebhook of one of ``event_types`` is parsed.
+
+    ``"charge.dispute.*"`` matches every type that starts with ``charge.dispute.``.
+    """
+
+    def register(handler: WebhookHandler) -> WebhookHandler:
+        for event_type in event_types:
+            handlers = _HANDLERS.setdefault(event_type, [])
+            if handler not in handlers:
+                handlers.append(handler)
+        return handler
+
+    return register
+
+
+def webhook_handlers_for(event_type: str) -> list[WebhookHandler]:
+    """Handlers registered for ``event_type`` exactly, then for its ``prefix.*`` patterns."""
+    found = list(_HANDLERS.get(event_type, ()))
+    parts = event_type.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        found += _HANDLERS.get(".".join(parts[:cut]) + ".*", ())
+    return found
+
+
+def split_event_type(event_type: str | None) -> tuple[str | None, str | None]:
+    """``"charge.dispute.created"`` -> ``("charge.dispute", "created")``; ``"ping"`` -> ``(None, None)``."""
+    if not event_type or "." not in event_type:
+        return None, None
+    model, action = event_type.rsplit(".", 1)
+    return model, action
 
 
 class StripeWebhook(models.Model):
@@ -26,3 +77,83 @@ class StripeWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.event_type or 'unknown'})"
+
+    @property
+    def data_object(self) -> dict[str, Any]:
+        """The Stripe object the event carries (``data.object``)."""
+        return ((self.raw_data or {}).get("data") or {}).get("object") or {}
+
+    @property
+    def event_created(self) -> datetime | None:
+        return self.stripe_created_at or timestamp_to_datetime((self.raw_data or {}).get("created"))
+
+    @classmethod
+    def store_event(cls, event: dict[str, Any]) -> tuple[StripeWebhook, bool]:
+        """Insert the event (its id is the primary key) in a transaction of its own.
+
+        Returns ``(row, created)``; a duplicate delivery, also one racing this one on another
+        connection, gets the existing row and ``created=False``. ``stripe_webhook_stored`` is
+        sent once the new row is committed.
+        """
+        using = router.db_for_write(cls)
+        with transaction.atomic(using=using):
+            webhook, created = cls.objects.using(using).get_or_create(
+                id=event["id"],
+                defaults={
+                    "event_type": event.get("type") or "",
+                    "stripe_created_at": timestamp_to_datetime(event.get("created")),
+                    "raw_data": event,
+                },
+            )
+            if created:
+                transaction.on_commit(
+                    lambda: stripe_webhook_stored.send(sender=cls, instance=webhook), using=using
+                )
+        return webhook, created
+
+    def parse(self, save: bool = False) -> None:
+        """Send ``webhook_pre_parse``, run the built-in handlers, mark the row parsed.
+
+        Raises :class:`StripeWebhookAlreadyParsed` for a parsed row, and whatever a handler or
+        a signal receiver raises (use :meth:`process` to record failures on the row instead).
+        """
+        if self.is_parsed:
+            raise StripeWebhookAlreadyParsed()
+        event_type = (self.raw_data or {}).get("type") or self.event_type
+        event_model, event_action = split_event_type(event_type)
+        webhook_pre_parse.send(
+            sender=StripeWebhook,
+            instance=self,
+            event_type=event_type,
+            event_model=event_model,
+            event_action=event_action,
+        )
+        for handler in webhook_handlers_for(event_type or ""):
+            handler(self)
+        self.is_parsed = True
+        self.parse_error = ""
+        if save:
+            self.save()
+
+    def process(self) -> bool:
+        """Parse and record the outcome on the row; never raises for a failed parse.
+
+        The handlers' changes and ``is_parsed`` commit together; on failure they roll back and
+        the error is saved in ``parse_error`` (the row stays unparsed, to be retried by
+        ``parse_stripe_webhooks --failed``). Returns whether the parse succeeded.
+        """
+        using = router.db_for_write(type(self), instance=self)
+        self.parse_attempts += 1
+        try:
+            with transaction.atomic(using=using):
+                self.parse()
+                self.save(update_fields=["is_parsed", "parse_error", "parse_attempts", "updated"])
+        except StripeWebhookAlreadyParsed:
+            return True
+        except Exception as err:
+            logger.exception("Stripe webhook %s (%s) could not be parsed", self.id, self.event_type)
+            self.is_parsed = False
+            self.parse_error = f"{type(err).__name__}: {err}"[:10000]
+            self.save(update_fields=["is_parsed", "parse_error", "parse_attempts", "updated"])
+            return False
+        return True

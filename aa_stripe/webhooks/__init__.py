@@ -1,0 +1,1 @@
+"""The webhook endpoint (``view``) and the built-in event handlers (``handlers``)."""

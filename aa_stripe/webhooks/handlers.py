@@ -1,0 +1,263 @@
+"""Built-in handlers that keep local rows true to Stripe's events, without pushing anything back.
+
+Registered from ``AaStripeConfig.ready()``; each runs inside ``StripeWebhook.process()``'s
+transaction, so a failure rolls its changes back and is recorded on the webhook row.
+Rows the library does not know (objects created elsewhere) are left alone, except coupons,
+which the dashboard creates and the library mirrors.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+
+from aa_stripe import stripe_api
+from aa_stripe.exceptions import StripeCardError, StripeInvalidRequestError
+from aa_stripe.models import (
+    StripeCharge,
+    StripeCoupon,
+    StripeCustomer,
+    StripeRefund,
+    StripeSubscription,
+    StripeWebhook,
+)
+from aa_stripe.models.base import timestamp_to_datetime
+from aa_stripe.models.webhooks import register_webhook_handler
+from aa_stripe.signals import (
+    stripe_charge_card_exception,
+    stripe_charge_disputed,
+    stripe_charge_refunded,
+    stripe_charge_succeeded,
+)
+
+from .ordering import Apply, decide
+
+logger = logging.getLogger("aa_stripe")
+
+
+def _retrieve(service: str, object_id: str) -> dict[str, Any]:
+    """Stripe's current object, or a deleted stub when Stripe no longer has it."""
+    try:
+        params = {"expand": ["sources"]} if service == "customers" else None
+        return stripe_api.call(service, "retrieve", object_id, params=params)
+    except StripeInvalidRequestError as err:
+        if err.code != "resource_missing" and err.http_status != 404:
+            raise
+        return {"id": object_id, "deleted": True}
+
+
+# --- coupons ------------------------------------------------------------------------------------
+
+
+@register_webhook_handler("coupon.created", "coupon.updated", "coupon.deleted")
+def coupon_changed(webhook: StripeWebhook) -> None:
+    data = webhook.data_object
+    created = timestamp_to_datetime(data.get("created"))
+    rows = StripeCoupon.objects.all_with_deleted().select_for_update().filter(coupon_id=data["id"])
+    coupon = rows.filter(created=created).first() if created else rows.filter(is_deleted=False).first()
+    if coupon is None:
+        if webhook.event_type == "coupon.deleted":
+            return  # never mirrored here: nothing to mark
+        # A coupon made in the dashboard; older live rows with its id were deleted at Stripe.
+        for stale in rows.filter(is_deleted=False):
+            stale.update_from_stripe_data({"id": stale.coupon_id, "deleted": True})
+        coupon = StripeCoupon(coupon_id=data["id"])
+    how = decide(coupon, webhook)
+    if how is Apply.SKIP:
+        return
+    if how is Apply.REFETCH:
+        data = _retrieve("coupons", data["id"])
+        if not data.get("deleted") and timestamp_to_datetime(data.get("created")) != coupon.created:
+            data = {"id": coupon.coupon_id, "deleted": True}  # Stripe's coupon is a newer namesake
+    elif webhook.event_type == "coupon.deleted":
+        data = {**data, "deleted": True}
+    if data.get("deleted") and coupon.pk is None:
+        return
+    coupon.update_from_stripe_data(data)
+
+
+# --- customers ----------------------------------------------------------------------------------
+
+
+def _locked_customer(stripe_customer_id: str | None) -> StripeCustomer | None:
+    if not stripe_customer_id:
+        return None
+    return StripeCustomer.objects.select_for_update().filter(stripe_customer_id=stripe_customer_id).first()
+
+
+@register_webhook_handler("customer.created", "customer.updated", "customer.deleted")
+def customer_changed(webhook: StripeWebhook) -> None:
+    data = webhook.data_object
+    customer = _locked_customer(data.get("id"))
+    if customer is None:
+        return
+    how = decide(customer, webhook)
+    if how is Apply.SKIP:
+        return
+    if how is Apply.REFETCH:
+        data = _retrieve("customers", customer.stripe_customer_id)
+    elif webhook.event_type == "customer.deleted":
+        data = {**data, "deleted": True}
+    customer.update_from_stripe_data(data)
+
+
+@register_webhook_handler("customer.source.*")
+def customer_source_changed(webhook: StripeWebhook) -> None:
+    source = webhook.data_object
+    customer = _locked_customer(source.get("customer"))
+    if customer is None:
+        return
+    how = decide(customer, webhook)
+    if how is Apply.SKIP:
+        return
+    if how is Apply.REFETCH:
+        customer.update_from_stripe_data(_retrieve("customers", customer.stripe_customer_id))
+        return
+    others = [s for s in customer.sources or [] if s.get("id") != source.get("id")]
+    if webhook.event_type == "customer.source.deleted":
+        customer.sources = others
+        if customer.default_source == source.get("id"):
+            customer.default_source = ""
+    else:
+        customer.sources = [*others, source]
+    customer.save()
+
+
+# --- charges ------------------------------------------------------------------------------------
+
+
+def _locked_charge(data: dict[str, Any]) -> StripeCharge | None:
+    """Our row for a Stripe charge: by its id, or by our UUID in metadata (answer lost on charge())."""
+    rows = StripeCharge.objects.select_for_update()
+    charge = rows.filter(stripe_charge_id=data.get("id")).first() if data.get("id") else None
+    charge_uuid = (data.get("metadata") or {}).get("charge_uuid")
+    if charge is None and charge_uuid:
+        try:
+            uuid.UUID(str(charge_uuid))
+        except ValueError:  # not ours: a charge made elsewhere with its own metadata
+            return None
+        charge = rows.filter(uuid=charge_uuid, stripe_charge_id__in=["", data.get("id")]).first()
+    return charge
+
+
+def _is_current_attempt(charge: StripeCharge, data: dict[str, Any]) -> bool:
+    attempt = (data.get("metadata") or {}).get("attempt")
+    return attempt is None or attempt == str(charge.attempt)
+
+
+@register_webhook_handler("charge.succeeded", "charge.failed", "charge.refunded", "charge.updated")
+def charge_changed(webhook: StripeWebhook) -> None:
+    data = webhook.data_object
+    charge = _locked_charge(data)
+    if charge is None:
+        return
+    how = decide(charge, webhook)
+    if how is Apply.SKIP:
+        return
+    if how is Apply.REFETCH:
+        data = _retrieve("charges", data["id"])
+    signals = _apply_outcome(charge, data)
+    if _apply_refunds(charge, data):
+        signals.append(lambda: stripe_charge_refunded.send(sender=StripeCharge, instance=charge))
+    charge.save()
+    for send in signals:
+        transaction.on_commit(send)  # only once the change it announces is committed
+
+
+def _apply_outcome(charge: StripeCharge, data: dict[str, Any]) -> list[Callable[[], Any]]:
+    """Mark the row charged or declined when Stripe says so (e.g. our own answer was lost)."""
+    if charge.is_charged or not _is_current_attempt(charge, data):
+        return []
+    if data.get("status") == "succeeded":
+        charge.is_charged, charge.charge_attempt_failed = True, False
+        charge.stripe_charge_id, charge.stripe_response = data["id"], data
+        return [lambda: stripe_charge_succeeded.send(sender=StripeCharge, instance=charge)]
+    if data.get("status") == "failed" and not charge.charge_attempt_failed:
+        charge.charge_attempt_failed = True
+        charge.stripe_charge_id, charge.stripe_response = data["id"], data
+        error = StripeCardError(
+            data.get("failure_message"),
+            code=data.get("failure_code"),
+            decline_code=(data.get("outcome") or {}).get("reason"),
+        )
+        return [
+            lambda: stripe_charge_card_exception.send(sender=StripeCharge, instance=charge, exception=error)
+        ]
+    return []
+
+
+def _apply_refunds(charge: StripeCharge, data: dict[str, Any]) -> bool:
+    """Take Stripe's refunded amount (and the refunds it lists); True when it grew."""
+    if charge.pending_refund_amount is not None:
+        # refund() is waiting to confirm a refund whose answer was lost: its retry owns the amount.
+        return False
+    refunded = data.get("amount_refunded")
+    if refunded is None or refunded <= charge.amount_refunded:
+        return False
+    known = set(charge.refunds.values_list("stripe_refund_id", flat=True))
+    for refund in ((data.get("refunds") or {}).get("data")) or []:
+        if refund.get("id") and refund["id"] not in known:
+            StripeRefund.objects.create(
+                charge=charge,
+                amount=refund.get("amount") or 0,
+                currency=refund.get("currency") or charge.currency,
+                stripe_refund_id=refund["id"],
+                stripe_response=refund,
+            )
+    charge.amount_refunded = refunded
+    charge.is_refunded = bool(data.get("refunded")) or refunded >= (charge.amount or 0)
+    return True
+
+
+@register_webhook_handler("charge.dispute.*")
+def charge_disputed(webhook: StripeWebhook) -> None:
+    dispute = webhook.data_object
+    charge_id = dispute.get("charge")
+    charge_id = charge_id.get("id") if isinstance(charge_id, dict) else charge_id
+    charge = StripeCharge.objects.filter(stripe_charge_id=charge_id).first() if charge_id else None
+    _model, action = webhook.event_type.rsplit(".", 1)
+    logger.warning(
+        "Stripe dispute %s (%s) on charge %s: %s %s",
+        dispute.get("id"),
+        action,
+        charge_id,
+        dispute.get("status"),
+        dispute.get("reason"),
+    )
+    transaction.on_commit(
+        lambda: stripe_charge_disputed.send(
+            sender=StripeCharge, charge=charge, dispute=dispute, event_action=action, webhook=webhook
+        )
+    )
+
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+
+@register_webhook_handler(
+    "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"
+)
+def subscription_changed(webhook: StripeWebhook) -> None:
+    data = webhook.data_object
+    subscription = (
+        StripeSubscription.objects.select_for_update().filter(stripe_subscription_id=data.get("id")).first()
+    )
+    if subscription is None:
+        return
+    how = decide(subscription, webhook)
+    if how is Apply.SKIP:
+        return
+    if how is Apply.REFETCH:
+        fresh = _retrieve("subscriptions", subscription.stripe_subscription_id)
+        data = {**data, "status": StripeSubscription.STATUS_CANCELED} if fresh.get("deleted") else fresh
+    elif webhook.event_type == "customer.subscription.deleted":
+        data = {**data, "status": StripeSubscription.STATUS_CANCELED}
+    if data.get("status") == StripeSubscription.STATUS_CANCELED and not (
+        data.get("canceled_at") or data.get("ended_at")
+    ):
+        data = {**data, "ended_at": int(webhook.event_created.timestamp()) if webhook.event_created else None}
+    subscription.set_stripe_data(data)
