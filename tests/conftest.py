@@ -1,5 +1,5 @@
 """Shared fixtures. The fake Stripe server fixtures (``fake_stripe``, ``fault_proxy``,
-``localstripe_server``) come from the ``tests.fakestripe.plugin`` pytest plugin."""
+``localstripe_server``) come from the ``aa_stripe.testing.fakestripe.plugin`` pytest plugin."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the fake-Stripe harness itself (tests/fakestripe), driven by the real stripe SDK."""
+"""Tests of the fake-Stripe harness itself (aa_stripe/testing/fakestripe), driven by the real stripe SDK."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import requests
 import stripe
 
-from tests.fakestripe.plugin import FakeStripe
-from tests.fakestripe.proxy import FaultProxy
+from aa_stripe.testing.fakestripe.plugin import FakeStripe
+from aa_stripe.testing.fakestripe.proxy import FaultProxy
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Run localstripe for the test suite: ``python -m tests.fakestripe.server --port PORT``.
+"""Run localstripe for the test suite: ``python -m aa_stripe.testing.fakestripe.server --port PORT``.
 
 localstripe 1.15 (GPL-3.0, a test-only dependency; nothing of it is copied here, it is only
 imported and patched at runtime) speaks the 2017-era Stripe API. The shims below teach it the
@@ -244,7 +244,9 @@ def _subscription_create(
 _subscription_update = Subscription._update
 
 
-def _subscription_update_current(self: Subscription, discounts: Any = None, coupon: Any = None, **data: Any):
+def _subscription_update_current(
+    self: Subscription, discounts: Any = None, coupon: Any = None, **data: Any
+) -> None:
     # localstripe's _update has a closed signature: an unknown keyword is a TypeError, i.e. a 500.
     clear = discounts == "" or coupon == ""
     coupons = [] if clear else _coupons_for(discounts, coupon)

@@ -1,8 +1,8 @@
-"""pytest plugin (``-p tests.fakestripe.plugin``): a localstripe server, a FaultProxy, a per-test fixture.
+"""pytest plugin (``-p aa_stripe.testing.fakestripe.plugin``): localstripe, a FaultProxy, a fixture.
 
 Fixtures:
 
-* ``localstripe_server`` (session): base URL of ``python -m tests.fakestripe.server``;
+* ``localstripe_server`` (session): base URL of ``python -m aa_stripe.testing.fakestripe.server``;
 * ``fault_proxy`` (session): a started :class:`FaultProxy` in front of it;
 * ``fake_stripe`` (function): wipes the fake, resets the proxy, points ``settings.STRIPE_API_BASE`` at
   the proxy and returns a :class:`FakeStripe`.
@@ -24,9 +24,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fakestripe.proxy import FaultProxy
+from aa_stripe.testing.fakestripe.proxy import FaultProxy
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk_test_aa_stripe_tests"
 READY_TIMEOUT = 15.0
 HTTP_TIMEOUT = 10.0
@@ -38,8 +37,7 @@ def _start_server(log_path: Path) -> tuple[subprocess.Popen, str, Any]:
     # which the READY line reports, so there is no race between choosing a port and binding it.
     log = open(log_path, "ab")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakestripe.server", "--port", "0"],
-        cwd=REPO_ROOT,
+        [sys.executable, "-m", "aa_stripe.testing.fakestripe.server", "--port", "0"],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
