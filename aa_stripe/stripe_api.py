@@ -93,18 +93,26 @@ def call(
     return to_plain(_with_rate_limit_retries(target, ids, dict(params or {}), options))
 
 
-def iterate(service: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-    """Every object of a Stripe list endpoint, fetched page by page (``limit=100`` by default)."""
+def iterate_pages(service: str, params: Mapping[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
+    """Pages of a Stripe list endpoint (``limit=100`` by default), one request per page.
+
+    Only one page is held at a time, so memory stays flat however many objects Stripe has.
+    """
     query = {"limit": 100, **(params or {})}
     service_obj = getattr(get_client().v1, service)
-    page = _with_rate_limit_retries(service_obj.list, (), query, {})
     while True:
-        for item in page.data:
-            yield to_plain(item)
+        page = _with_rate_limit_retries(service_obj.list, (), query, {})
+        if page.data:
+            yield [to_plain(item) for item in page.data]
         if not page.has_more or not page.data:
             return
         query = {**query, "starting_after": page.data[-1].id}
-        page = _with_rate_limit_retries(service_obj.list, (), query, {})
+
+
+def iterate(service: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Every object of a Stripe list endpoint, fetched page by page (``limit=100`` by default)."""
+    for page in iterate_pages(service, params):
+        yield from page
 
 
 def _with_rate_limit_retries(target: Any, ids: tuple[str, ...], params: dict, options: dict) -> Any:
