@@ -154,6 +154,8 @@ def verify_webhook_signature(payload: bytes, header: str | None, secrets: list[s
             reason = _short_signature_reason(str(err))
         except UnicodeDecodeError:
             raise exceptions.StripeWebhookRejected("body is not UTF-8") from None
+        except TypeError:  # hmac.compare_digest refuses non-ASCII text in the header
+            raise exceptions.StripeWebhookRejected("malformed Stripe-Signature header") from None
         else:
             return
     raise exceptions.StripeWebhookRejected(reason)

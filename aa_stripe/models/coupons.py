@@ -124,6 +124,10 @@ class StripeCoupon(StripeBasicModel):
     def __str__(self) -> str:
         return self.coupon_id
 
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_state()  # what the database holds now is what Stripe has: nothing to push
+
     def _remember_state(self) -> None:
         self._previous_is_deleted = self.is_deleted
         self._previous = {name: getattr(self, name) for name in (*self.IMMUTABLE_FIELDS, "metadata")}

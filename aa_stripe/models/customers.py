@@ -23,6 +23,11 @@ class StripeCustomer(StripeBasicModel):
     is_active = models.BooleanField(default=True)
     is_created_at_stripe = models.BooleanField(default=False)
     sources = models.JSONField(blank=True, default=list, help_text=_("Stripe source objects (cards)."))
+    source_event_times = models.JSONField(
+        blank=True,
+        default=dict,
+        help_text=_("Card id -> Stripe time of the last webhook event about that card."),
+    )
     last_event_at = models.DateTimeField(
         null=True, blank=True, help_text=_("Stripe's time of the last webhook event applied to this row.")
     )

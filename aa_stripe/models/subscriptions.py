@@ -126,6 +126,8 @@ class StripeSubscription(StripeBasicModel):
         ended = subscription.get("canceled_at") or subscription.get("ended_at")
         if ended and not self.canceled_at:
             self.canceled_at = timestamp_to_datetime(ended)
+        elif self.status != self.STATUS_CANCELED and not ended and not self.at_period_end:
+            self.canceled_at = None  # reactivated at Stripe
         self.save()
 
     def refresh_from_stripe(self) -> dict[str, Any]:

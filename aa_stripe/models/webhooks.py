@@ -106,8 +106,10 @@ class StripeWebhook(models.Model):
                 },
             )
             if created:
+                # robust: a failing receiver (a task queue that is down) must not turn the stored
+                # event into a 500 that Stripe would retry, only to be answered "duplicate".
                 transaction.on_commit(
-                    lambda: stripe_webhook_stored.send(sender=cls, instance=webhook), using=using
+                    lambda: stripe_webhook_stored.send(sender=cls, instance=webhook), using=using, robust=True
                 )
         return webhook, created
 
@@ -157,3 +159,40 @@ class StripeWebhook(models.Model):
             self.save(update_fields=["is_parsed", "parse_error", "parse_attempts", "updated"])
             return False
         return True
+
+    # --- the parse queue (parse_stripe_webhooks, the admin's re-parse action, your own workers) ---
+
+    @classmethod
+    def parse_queue(cls, include_failed: bool = False) -> models.QuerySet[StripeWebhook]:
+        """Rows waiting to be parsed, oldest event first (by ``stripe_created_at``, then ``created``).
+
+        Rows whose parse failed (``parse_error`` set) are left out unless ``include_failed``.
+        """
+        rows = cls.objects.filter(is_parsed=False)
+        if not include_failed:
+            rows = rows.filter(parse_error="")
+        return rows.order_by(models.F("stripe_created_at").asc(nulls_last=True), "created", "id")
+
+    @classmethod
+    def failed_rows(cls) -> models.QuerySet[StripeWebhook]:
+        """Rows whose last parse failed and that no later attempt parsed."""
+        return cls.objects.filter(is_parsed=False).exclude(parse_error="")
+
+    @classmethod
+    def process_next(cls, queue: models.QuerySet[StripeWebhook] | None = None) -> StripeWebhook | None:
+        """Claim the first row of ``queue`` (default :meth:`parse_queue`) and :meth:`process` it.
+
+        Claim and parse share one short transaction holding the row's lock, taken with
+        ``SKIP LOCKED``: workers on other connections (other hosts) skip that row and claim the
+        next one, so each row is parsed once. SQLite has no row locks: it serialises writers.
+        Returns the processed row (see ``is_parsed``/``parse_error``), or None when no row is free.
+        """
+        queue = cls.parse_queue() if queue is None else queue
+        using = router.db_for_write(cls)
+        # Databases without SKIP LOCKED (MariaDB 10.5) wait for the lock, then see the row parsed.
+        skip_locked = transaction.get_connection(using).features.has_select_for_update_skip_locked
+        with transaction.atomic(using=using):
+            webhook = queue.using(using).select_for_update(skip_locked=skip_locked).first()
+            if webhook is not None:
+                webhook.process()
+        return webhook

@@ -56,16 +56,9 @@ def _retrieve(service: str, object_id: str) -> dict[str, Any]:
 @register_webhook_handler("coupon.created", "coupon.updated", "coupon.deleted")
 def coupon_changed(webhook: StripeWebhook) -> None:
     data = webhook.data_object
-    created = timestamp_to_datetime(data.get("created"))
-    rows = StripeCoupon.objects.all_with_deleted().select_for_update().filter(coupon_id=data["id"])
-    coupon = rows.filter(created=created).first() if created else rows.filter(is_deleted=False).first()
+    coupon = _coupon_row(webhook, data)
     if coupon is None:
-        if webhook.event_type == "coupon.deleted":
-            return  # never mirrored here: nothing to mark
-        # A coupon made in the dashboard; older live rows with its id were deleted at Stripe.
-        for stale in rows.filter(is_deleted=False):
-            stale.update_from_stripe_data({"id": stale.coupon_id, "deleted": True})
-        coupon = StripeCoupon(coupon_id=data["id"])
+        return
     how = decide(coupon, webhook)
     if how is Apply.SKIP:
         return
@@ -78,6 +71,25 @@ def coupon_changed(webhook: StripeWebhook) -> None:
     if data.get("deleted") and coupon.pk is None:
         return
     coupon.update_from_stripe_data(data)
+
+
+def _coupon_row(webhook: StripeWebhook, data: dict[str, Any]) -> StripeCoupon | None:
+    """The row of this very coupon (ids are reused after deletion), a new one, or None to ignore."""
+    created = timestamp_to_datetime(data.get("created"))
+    rows = StripeCoupon.objects.all_with_deleted().select_for_update().filter(coupon_id=data["id"])
+    live = rows.filter(is_deleted=False).first()  # at most one: a unique constraint
+    if created is None:  # Stripe's deleted stub {id, object, deleted} names no creation time
+        return live
+    coupon = rows.filter(created=created).first()
+    if coupon is not None or webhook.event_type == "coupon.deleted":
+        return coupon  # None: a deleted coupon never mirrored here, nothing to mark
+    if live is not None and live.created > created:
+        # A late event of an older namesake: Stripe deleted it before the live one was made.
+        return None
+    if live is not None:
+        # A coupon made in the dashboard under the live one's id: that one was deleted at Stripe.
+        live.update_from_stripe_data({"id": live.coupon_id, "deleted": True})
+    return StripeCoupon(coupon_id=data["id"])
 
 
 # --- customers ----------------------------------------------------------------------------------
@@ -107,20 +119,28 @@ def customer_changed(webhook: StripeWebhook) -> None:
 
 @register_webhook_handler("customer.source.*")
 def customer_source_changed(webhook: StripeWebhook) -> None:
+    """One card added, changed or removed. Cards keep clocks of their own (``source_event_times``):
+    ``customer.updated`` of current API versions carries no cards, so a customer-wide clock would
+    let a later customer event hide an earlier card event, or the other way round."""
     source = webhook.data_object
     customer = _locked_customer(source.get("customer"))
-    if customer is None:
+    if customer is None or not source.get("id"):
         return
-    how = decide(customer, webhook)
-    if how is Apply.SKIP:
-        return
-    if how is Apply.REFETCH:
+    created = webhook.event_created
+    stamp = int(created.timestamp()) if created else None
+    clocks = dict(customer.source_event_times or {})
+    last = clocks.get(source["id"])
+    if stamp is not None and last is not None and stamp < last:
+        return  # an older event of this card
+    if stamp is None or stamp == last:
         customer.update_from_stripe_data(_retrieve("customers", customer.stripe_customer_id))
         return
-    others = [s for s in customer.sources or [] if s.get("id") != source.get("id")]
+    clocks[source["id"]] = stamp  # kept after deletion: a late "created" cannot bring the card back
+    customer.source_event_times = clocks
+    others = [s for s in customer.sources or [] if s.get("id") != source["id"]]
     if webhook.event_type == "customer.source.deleted":
         customer.sources = others
-        if customer.default_source == source.get("id"):
+        if customer.default_source == source["id"]:
             customer.default_source = ""
     else:
         customer.sources = [*others, source]
@@ -133,20 +153,28 @@ def customer_source_changed(webhook: StripeWebhook) -> None:
 def _locked_charge(data: dict[str, Any]) -> StripeCharge | None:
     """Our row for a Stripe charge: by its id, or by our UUID in metadata (answer lost on charge())."""
     rows = StripeCharge.objects.select_for_update()
-    charge = rows.filter(stripe_charge_id=data.get("id")).first() if data.get("id") else None
+    charge = rows.filter(stripe_charge_id=data["id"]).first() if data.get("id") else None
+    if charge is not None:
+        return charge
     charge_uuid = (data.get("metadata") or {}).get("charge_uuid")
-    if charge is None and charge_uuid:
-        try:
-            uuid.UUID(str(charge_uuid))
-        except ValueError:  # not ours: a charge made elsewhere with its own metadata
-            return None
-        charge = rows.filter(uuid=charge_uuid, stripe_charge_id__in=["", data.get("id")]).first()
+    try:
+        charge_uuid = uuid.UUID(str(charge_uuid)) if charge_uuid else None
+    except ValueError:  # not ours: a charge made elsewhere with its own metadata
+        return None
+    charge = rows.filter(uuid=charge_uuid).first() if charge_uuid else None
+    # A declined attempt leaves its charge id on the row until the retry's answer arrives, so a
+    # row bound to another Stripe charge still takes this one when it is the current attempt.
+    if charge is not None and charge.stripe_charge_id and not _is_current_attempt(charge, data, strict=True):
+        return None
     return charge
 
 
-def _is_current_attempt(charge: StripeCharge, data: dict[str, Any]) -> bool:
+def _is_current_attempt(charge: StripeCharge, data: dict[str, Any], strict: bool = False) -> bool:
+    """Whether ``data`` is the row's current attempt; ``strict`` refuses charges naming no attempt."""
     attempt = (data.get("metadata") or {}).get("attempt")
-    return attempt is None or attempt == str(charge.attempt)
+    if attempt is None:
+        return not strict
+    return attempt == str(charge.attempt)
 
 
 @register_webhook_handler("charge.succeeded", "charge.failed", "charge.refunded", "charge.updated")
@@ -165,7 +193,7 @@ def charge_changed(webhook: StripeWebhook) -> None:
         signals.append(lambda: stripe_charge_refunded.send(sender=StripeCharge, instance=charge))
     charge.save()
     for send in signals:
-        transaction.on_commit(send)  # only once the change it announces is committed
+        transaction.on_commit(send, robust=True)  # only once the change it announces is committed
 
 
 def _apply_outcome(charge: StripeCharge, data: dict[str, Any]) -> list[Callable[[], Any]]:
@@ -198,9 +226,23 @@ def _apply_refunds(charge: StripeCharge, data: dict[str, Any]) -> bool:
     refunded = data.get("amount_refunded")
     if refunded is None or refunded <= charge.amount_refunded:
         return False
+    _record_listed_refunds(charge, data)
+    charge.amount_refunded = refunded
+    charge.is_refunded = bool(data.get("refunded")) or refunded >= (charge.amount or 0)
+    return True
+
+
+def _record_listed_refunds(charge: StripeCharge, data: dict[str, Any]) -> None:
+    """StripeRefund rows for the refunds an (expanded) charge lists; the current API omits them."""
     known = set(charge.refunds.values_list("stripe_refund_id", flat=True))
-    for refund in ((data.get("refunds") or {}).get("data")) or []:
-        if refund.get("id") and refund["id"] not in known:
+    listed = [
+        refund
+        for refund in ((data.get("refunds") or {}).get("data")) or []
+        # failed or canceled refunds are not part of amount_refunded
+        if refund.get("id") and refund.get("status") not in ("failed", "canceled")
+    ]
+    for refund in sorted(listed, key=lambda r: r.get("created") or 0):
+        if refund["id"] not in known:
             StripeRefund.objects.create(
                 charge=charge,
                 amount=refund.get("amount") or 0,
@@ -208,9 +250,7 @@ def _apply_refunds(charge: StripeCharge, data: dict[str, Any]) -> bool:
                 stripe_refund_id=refund["id"],
                 stripe_response=refund,
             )
-    charge.amount_refunded = refunded
-    charge.is_refunded = bool(data.get("refunded")) or refunded >= (charge.amount or 0)
-    return True
+            charge.stripe_refund_id = refund["id"]  # the latest, as refund() keeps it
 
 
 @register_webhook_handler("charge.dispute.*")
@@ -231,7 +271,8 @@ def charge_disputed(webhook: StripeWebhook) -> None:
     transaction.on_commit(
         lambda: stripe_charge_disputed.send(
             sender=StripeCharge, charge=charge, dispute=dispute, event_action=action, webhook=webhook
-        )
+        ),
+        robust=True,  # a failing receiver must not mark the committed parse as failed
     )
 
 

@@ -1,8 +1,8 @@
 """The webhook endpoint: verify, store (always first), parse, answer 2xx.
 
 Flow, in this order:
-1. refuse what is not a signed Stripe event: 400 with a short JSON reason, nothing stored,
-   a warning logged (never Django's HTML error page);
+1. refuse what is not a signed Stripe event: 400 (405 for another method than POST) with a
+   short JSON reason, nothing stored, a warning logged (never Django's HTML error page);
 2. store the event in a transaction of its own; a duplicate delivery answers 200 and is
    neither stored nor parsed again;
 3. parse it (unless STRIPE_WEBHOOK_DEFERRED_PARSING); a failure is recorded on the row and
@@ -13,27 +13,48 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
 from aa_stripe import stripe_api
 from aa_stripe.conf import stripe_settings, webhook_secrets
 from aa_stripe.exceptions import StripeWebhookRejected
 from aa_stripe.models import StripeWebhook
+from aa_stripe.models.base import timestamp_to_datetime
 
 logger = logging.getLogger("aa_stripe")
 
+# Stripe's events nest a few levels deep; far deeper JSON is refused before the database sees it.
+MAX_NESTING = 100
+# NUL and lone surrogates: valid in JSON text, but PostgreSQL can store neither (text nor jsonb).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _non_atomic_everywhere(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """``transaction.non_atomic_requests`` for every database (the router may put webhooks anywhere)."""
+    for alias in connections:
+        view = transaction.non_atomic_requests(using=alias)(view)
+    return view
+
 
 @csrf_exempt
-@require_POST
-@transaction.non_atomic_requests
+@_non_atomic_everywhere
 def stripe_webhook_view(request: HttpRequest) -> JsonResponse:
     """Receive one Stripe event (mounted at ``aa-stripe/webhooks`` by ``aa_stripe.api_urls``)."""
+    if request.method != "POST":
+        logger.warning(
+            "Stripe webhook refused (method %s) from %s", request.method, request.META.get("REMOTE_ADDR")
+        )
+        response = JsonResponse({"error": "method not allowed, use POST"}, status=405)
+        response["Allow"] = "POST"
+        return response
     try:
         event = verified_event(request)
     except StripeWebhookRejected as err:
@@ -53,9 +74,11 @@ def verified_event(request: HttpRequest) -> dict[str, Any]:
     body = _read_body(request)
     secrets = webhook_secrets()
     if secrets:
-        stripe_api.verify_webhook_signature(
-            body, request.headers.get("Stripe-Signature"), secrets, int(stripe_settings.WEBHOOK_TOLERANCE)
-        )
+        header = request.headers.get("Stripe-Signature")
+        if header and not header.isascii():
+            # stripe-python would compare it with hmac.compare_digest, which raises TypeError.
+            raise StripeWebhookRejected("malformed Stripe-Signature header")
+        stripe_api.verify_webhook_signature(body, header, secrets, int(stripe_settings.WEBHOOK_TOLERANCE))
     elif not (settings.DEBUG and stripe_settings.WEBHOOK_ALLOW_UNSIGNED_IN_DEBUG):
         raise StripeWebhookRejected("no webhook secret is configured: events are refused")
     return _decode_event(body)
@@ -78,20 +101,57 @@ def _read_body(request: HttpRequest) -> bytes:
     return body
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999: json.loads makes it inf, which no database stores as JSON
+        raise ValueError(text)
+    return number
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(text)  # NaN, Infinity, -Infinity: not JSON, though json.loads accepts them
+
+
 def _decode_event(body: bytes) -> dict[str, Any]:
     try:
-        event = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        event = json.loads(body.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise StripeWebhookRejected("body is not JSON") from None
     if not isinstance(event, dict):
         raise StripeWebhookRejected("body is not a JSON object")
-    event_id, event_type = event.get("id"), event.get("type")
+    event_id, event_type, created = event.get("id"), event.get("type"), event.get("created", 0)
     if event.get("object", "event") != "event":
         raise StripeWebhookRejected("body is not a Stripe event object")
     if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 255:
         raise StripeWebhookRejected("event has no valid id")
     if not isinstance(event_type, str) or not event_type.strip() or len(event_type) > 255:
         raise StripeWebhookRejected("event has no valid type")
-    if not isinstance(event.get("created", 0), int | float) or isinstance(event.get("created"), bool):
+    if not _is_timestamp(created):
         raise StripeWebhookRejected("event has no valid created time")
+    _check_storable(event)
     return event
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        timestamp_to_datetime(value)
+    except (OverflowError, ValueError, OSError):  # out of datetime's range
+        return False
+    return True
+
+
+def _check_storable(event: dict[str, Any]) -> None:
+    """Refuse what would make the database fail on insert (a 500 that Stripe retries forever)."""
+    pending: list[tuple[Any, int]] = [(event, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                raise StripeWebhookRejected("event has NUL or unpaired surrogate characters")
+        elif isinstance(value, dict | list):
+            if depth > MAX_NESTING:
+                raise StripeWebhookRejected(f"event is nested deeper than {MAX_NESTING} levels")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)

@@ -1,0 +1,146 @@
+"""``manage.py parse_stripe_webhooks``: parse stored Stripe events, once or as a worker."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from aa_stripe.models import StripeWebhook
+
+
+@dataclass
+class Tally:
+    parsed: int = 0
+    failed: int = 0
+    failed_ids: set[str] = field(default_factory=set)
+
+    def add(self, other: Tally) -> None:
+        self.parsed += other.parsed
+        self.failed += other.failed
+
+    def summary(self) -> str:
+        return f"Stripe webhooks: {self.parsed} parsed, {self.failed} failed."
+
+
+class Command(BaseCommand):
+    help = (
+        "Parse the Stripe webhooks stored but not parsed yet (with STRIPE_WEBHOOK_DEFERRED_PARSING, "
+        "or left over), oldest event first. Each row is claimed with SELECT ... FOR UPDATE SKIP LOCKED "
+        "in a short transaction of its own, so several workers, also on several hosts, share the queue "
+        "and parse each row once. Rows whose parse failed are skipped unless --failed is given. "
+        "Without --loop: one pass, then exit. Exits non-zero (with the summary) when any parse failed "
+        "in this run; the error is recorded on the row (see the admin)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--failed",
+            action="store_true",
+            help="Also retry the rows whose parse failed before (each at most once per pass).",
+        )
+        parser.add_argument(
+            "--limit", type=int, default=None, metavar="N", help="Parse at most N rows per pass."
+        )
+        parser.add_argument(
+            "--loop",
+            action="store_true",
+            help="Keep polling for new rows (a worker process); stops cleanly on Ctrl-C or SIGTERM.",
+        )
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=5.0,
+            metavar="SECONDS",
+            help="With --loop: seconds to wait between passes (default: 5).",
+        )
+        parser.add_argument(
+            "--max-loops",
+            type=int,
+            default=None,
+            metavar="N",
+            help="With --loop: stop after N passes (for tests and for recycling workers).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        for name in ("limit", "max_loops"):
+            if options[name] is not None and options[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
+        if options["interval"] < 0:
+            raise CommandError("--interval cannot be negative.")
+        self.verbosity = int(options["verbosity"])
+        self.stopping = threading.Event()
+        total = Tally()
+        with self.stop_on_sigterm(options["loop"]):
+            try:
+                self.run(options, total)
+            except KeyboardInterrupt:
+                self.stderr.write("Interrupted: stopping.")
+        if self.verbosity >= 1:
+            self.stdout.write(total.summary())
+        if total.failed:
+            raise CommandError(total.summary())
+
+    def run(self, options: dict[str, Any], total: Tally) -> None:
+        passes = 0
+        while True:
+            tally = self.run_pass(options["failed"], options["limit"])
+            total.add(tally)
+            passes += 1
+            if options["loop"] and self.verbosity >= 1 and (tally.parsed or tally.failed):
+                self.stdout.write(f"Pass {passes}: {tally.parsed} parsed, {tally.failed} failed.")
+            if not options["loop"] or self.stopping.is_set():
+                return
+            if options["max_loops"] is not None and passes >= options["max_loops"]:
+                return
+            if self.stopping.wait(options["interval"]):
+                return
+
+    def run_pass(self, include_failed: bool, limit: int | None) -> Tally:
+        """Claim and process rows one at a time until none is left (or ``limit``, or a stop)."""
+        tally = Tally()
+        while limit is None or tally.parsed + tally.failed < limit:
+            if self.stopping.is_set():
+                break
+            queue = StripeWebhook.parse_queue(include_failed=include_failed)
+            if tally.failed_ids:  # a row that failed in this pass waits for the next one
+                queue = queue.exclude(id__in=tally.failed_ids)
+            webhook = StripeWebhook.process_next(queue)
+            if webhook is None:
+                break
+            self.report(webhook, tally)
+        return tally
+
+    def report(self, webhook: StripeWebhook, tally: Tally) -> None:
+        if webhook.is_parsed:
+            tally.parsed += 1
+            if self.verbosity >= 2:
+                self.stdout.write(f"Parsed {webhook.id} ({webhook.event_type}).")
+            return
+        tally.failed += 1
+        tally.failed_ids.add(webhook.id)
+        if self.verbosity >= 1:
+            self.stderr.write(f"Failed {webhook.id} ({webhook.event_type}): {webhook.parse_error}")
+
+    @contextmanager
+    def stop_on_sigterm(self, enabled: bool) -> Iterator[None]:
+        """With --loop (in the main thread only), SIGTERM finishes the current row, then stops."""
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, self.request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.verbosity >= 1:
+            self.stderr.write("SIGTERM received: stopping after the current webhook.")
+        self.stopping.set()
