@@ -1,0 +1,142 @@
+"""Admin for customers, charges and refunds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from aa_stripe.exceptions import StripeCardError
+from aa_stripe.models import (
+    StripeCharge,
+    StripeCustomer,
+    StripeRefund,
+)
+
+from .base import CURRENCY_FILTER, StripeModelAdmin, format_amount, json_display, user_search_fields
+
+
+@admin.register(StripeCustomer)
+class StripeCustomerAdmin(StripeModelAdmin):
+    list_display = "id stripe_customer_id user_display card is_active is_created_at_stripe created".split()
+    list_display_links = ("id", "stripe_customer_id")
+    list_filter = ("is_active", "is_created_at_stripe")
+    list_select_related = ("user",)
+    search_fields = (*user_search_fields(), "=stripe_customer_id", "=default_source")
+    date_hierarchy = "created"
+    raw_id_fields = ("user",)
+    exclude = ("stripe_response", "sources", "stripe_js_response")
+    readonly_fields = (
+        "stripe_customer_id is_created_at_stripe default_source card created updated sources_display "
+        "stripe_js_response_display stripe_response_display"
+    ).split()
+    locked_fields = ("user",)
+    actions = ("refresh_from_stripe",)
+
+    sources_display = json_display("sources", "sources")
+    stripe_js_response_display = json_display("stripe_js_response", "stripe.js token")
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
+        # The stripe.js token is typed in only when adding a customer by hand.
+        return ("stripe_response", "sources") if obj is None else self.exclude
+
+    def is_locked(self, obj: Any) -> bool:
+        return obj.pk is not None
+
+    @admin.display(description="default card")
+    def card(self, obj: StripeCustomer) -> str:
+        source = obj.default_source_data
+        if not source:
+            return obj.default_source or "-"
+        card = (source.get("card") if source.get("object") == "source" else source) or {}
+        expiry = f"{card.get('exp_month', '?')}/{card.get('exp_year', '?')}"
+        return f"{card.get('brand', '?')} •••• {card.get('last4', '????')} (exp. {expiry})"
+
+    @admin.action(description="Refresh selected customers from Stripe")
+    def refresh_from_stripe(self, request: HttpRequest, queryset: QuerySet[StripeCustomer]) -> None:
+        self.run_per_row(request, queryset, "refresh_from_stripe", doing="refresh", done="Refreshed")
+
+
+class StripeRefundInline(admin.TabularInline):
+    model = StripeRefund
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = readonly_fields = ("stripe_refund_id", "amount_display", "created")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="amount")
+    def amount_display(self, obj: StripeRefund) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+
+@admin.register(StripeCharge)
+class StripeChargeAdmin(StripeModelAdmin):
+    list_display = (
+        "id user_display amount_display refunded_display description is_charged is_refunded "
+        "charge_attempt_failed is_manual_charge stripe_charge_id created"
+    ).split()
+    list_filter = ("is_charged", "is_refunded", "charge_attempt_failed", "is_manual_charge", CURRENCY_FILTER)
+    list_select_related = ("user",)
+    search_fields = (*user_search_fields(), "=stripe_charge_id", "=stripe_refund_id", "description")
+    search_fields += ("comment", "=customer__stripe_customer_id")
+    date_hierarchy = "created"
+    raw_id_fields = ("user",)
+    autocomplete_fields = ("customer",)
+    readonly_fields = (
+        "uuid stripe_charge_id is_charged charge_attempt_failed amount_refunded is_refunded "
+        "stripe_refund_id attempt attempt_started_at created updated stripe_response_display"
+    ).split()
+    # what Stripe charged cannot be changed afterwards; comment and the source object stay editable
+    locked_fields = ("user", "customer", "amount", "currency", "description", "statement_descriptor")
+    inlines = (StripeRefundInline,)
+    actions = ("refund_charges", "charge_now")
+
+    def is_locked(self, obj: Any) -> bool:
+        return obj.is_charged or bool(obj.stripe_charge_id)
+
+    @admin.display(description="refunded", ordering="amount_refunded")
+    def refunded_display(self, obj: StripeCharge) -> str:
+        return format_amount(obj.amount_refunded, obj.currency) if obj.amount_refunded else "-"
+
+    @admin.action(description="Refund selected charges")
+    def refund_charges(self, request: HttpRequest, queryset: QuerySet[StripeCharge]) -> None:
+        self.run_per_row(request, queryset, "refund", doing="refund", done="Refunded")
+
+    @admin.action(description="Charge selected charges now")
+    def charge_now(self, request: HttpRequest, queryset: QuerySet[StripeCharge]) -> None:
+        def charge(obj: StripeCharge) -> None:
+            if obj.charge() is not None:
+                return
+            # charge() answers a decline with None; the reason is in the saved Stripe error.
+            error = (obj.stripe_response or {}).get("error") or {}
+            code = error.get("decline_code") or error.get("code")
+            reason = error.get("message") or "no reason given"
+            raise StripeCardError(f"The card was declined{f' ({code})' if code else ''}: {reason}")
+
+        self.run_per_row(request, queryset, charge, doing="charge", done="Charged")
+
+
+@admin.register(StripeRefund)
+class StripeRefundAdmin(StripeModelAdmin):
+    list_display = ("stripe_refund_id", "charge", "amount_display", "created")
+    list_filter = (CURRENCY_FILTER,)
+    list_select_related = ("charge", "charge__user")
+    search_fields = ("=stripe_refund_id", "=charge__stripe_charge_id", *user_search_fields("charge__user"))
+    date_hierarchy = "created"
+    readonly_fields = "charge stripe_refund_id amount_display created updated stripe_response_display".split()
+    exclude = ("stripe_response", "amount", "currency")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
