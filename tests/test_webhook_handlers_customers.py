@@ -274,3 +274,19 @@ def test_a_replayed_source_event_changes_nothing_twice(client, fake_stripe, cust
     assert StripeCustomer.objects.filter(pk=customer.pk).values().get() == before
     assert len(before["sources"]) == 2
     assert stripe_calls() == []
+
+
+def test_an_old_shape_card_list_no_newer_than_a_card_event_is_re_read(client, fake_stripe, customer):
+    """customer.created (older API versions list the cards) snapshotted before its card was added,
+    delivered after that card's event of the same second: only Stripe knows the current list."""
+    [card] = customer.sources
+    t0 = now()
+    deliver(client, make_event("customer.source.created", card, created=t0))
+    stripe_calls = StripeCalls(fake_stripe)
+    empty_list = {"object": "list", "data": [], "has_more": False}
+
+    old_shape = {**customer_object(customer), "sources": empty_list}
+    deliver(client, make_event("customer.created", old_shape, created=t0))
+
+    assert stripe_calls() == [("GET", f"/v1/customers/{customer.stripe_customer_id}")]
+    assert card_ids(customer) == [card["id"]]

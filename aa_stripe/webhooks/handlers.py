@@ -110,11 +110,22 @@ def customer_changed(webhook: StripeWebhook) -> None:
     how = decide(customer, webhook)
     if how is Apply.SKIP:
         return
+    if how is Apply.DATA and _cards_newer_than(customer, webhook, data):
+        how = Apply.REFETCH
     if how is Apply.REFETCH:
         data = _retrieve("customers", customer.stripe_customer_id)
     elif webhook.event_type == "customer.deleted":
         data = {**data, "deleted": True}
     customer.update_from_stripe_data(data)
+
+
+def _cards_newer_than(customer: StripeCustomer, webhook: StripeWebhook, data: dict[str, Any]) -> bool:
+    """Whether the event's list of cards (older API versions send one) may be older than a card
+    event already applied: then only Stripe knows the current list."""
+    if not isinstance(data.get("sources"), dict) or not customer.source_event_times:
+        return False
+    created = webhook.event_created
+    return created is None or max(customer.source_event_times.values()) >= int(created.timestamp())
 
 
 @register_webhook_handler("customer.source.*")
