@@ -1,0 +1,1 @@
+"""Mutations, one module per area, composed into ``StripeMutation`` in ``aa_stripe_graphql.schema``."""

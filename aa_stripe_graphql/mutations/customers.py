@@ -1,0 +1,65 @@
+"""Customers: create one from a stripe.js token, add a card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+from django.db import transaction
+
+from aa_stripe.error_codes import ErrorCode
+from aa_stripe.models import StripeCustomer
+
+from ..permissions import require_signed_in, stripe_user
+from ..types import StripeCustomerType
+from .base import StripeMutation, UserError, json_object, object_from_global_id
+
+
+def _token(value: Any, field: str = "stripeJsResponse") -> dict[str, Any]:
+    token = json_object(value, field)
+    if not isinstance(token.get("id"), str) or not token["id"].startswith(("tok_", "src_")):
+        raise UserError(ErrorCode.INVALID, "Not a stripe.js token: it needs an id starting with tok_.", field)
+    return token
+
+
+class CreateStripeCustomer(StripeMutation):
+    """Create the signed-in user's Stripe customer from a stripe.js token (its card becomes the default)."""
+
+    class Input:
+        stripe_js_response = graphene.JSONString(
+            required=True, description="The token object stripe.js createToken() returned."
+        )
+
+    customer = graphene.Field(StripeCustomerType, description="The new customer.")
+
+    @classmethod
+    def perform(cls, info: Any, stripe_js_response: Any, **data: Any) -> dict[str, Any]:
+        require_signed_in(info)
+        token = _token(stripe_js_response)
+        # Nothing half-saved: a declined card leaves no StripeCustomer row.
+        with transaction.atomic():
+            customer = StripeCustomer(user=stripe_user(info.context), stripe_js_response=token)
+            customer.create_at_stripe()
+        return {"customer": customer}
+
+
+class AddStripeCustomerSource(StripeMutation):
+    """Add a card (a stripe.js token) to one of your customers; it becomes the default card."""
+
+    class Input:
+        customer = graphene.ID(required=True, description="Global id of your StripeCustomer.")
+        stripe_js_response = graphene.JSONString(
+            required=True, description="The token object stripe.js createToken() returned."
+        )
+
+    customer = graphene.Field(StripeCustomerType, description="The customer with its new card.")
+
+    @classmethod
+    def perform(cls, info: Any, customer: str, stripe_js_response: Any, **data: Any) -> dict[str, Any]:
+        require_signed_in(info)
+        token = _token(stripe_js_response)
+        found = object_from_global_id(customer, StripeCustomerType, StripeCustomer.objects, "customer", info)
+        if found.user_id != stripe_user(info.context).pk:
+            raise UserError(ErrorCode.NOT_FOUND, "No StripeCustomer with this id.", "customer")
+        found.add_new_source(token["id"], stripe_js_response=token)
+        return {"customer": found}

@@ -1,0 +1,217 @@
+"""GraphQL types over aa_stripe's models: Relay nodes with explicit, described fields.
+
+Fields are declared one by one (not generated from the models) so that the contract in
+GRAPHQL.md stays fixed whatever the host's GRAPHENE settings, nothing internal leaks (card
+data only as brand/last4/expiry, never raw token JSON), and nested objects resolve from
+``select_related`` without extra queries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+from graphene import relay
+from graphene_django import DjangoObjectType
+
+from aa_stripe.models import (
+    StripeCharge,
+    StripeCoupon,
+    StripeCustomer,
+    StripeSubscription,
+    StripeSubscriptionPlan,
+)
+
+from .enums import StripeCouponDuration, StripePlanInterval, StripeSubscriptionStatus
+from .permissions import has_perm, owned_or_all
+
+
+def _card_values(source: dict[str, Any]) -> dict[str, Any]:
+    """A card from a Stripe card object, or from a ``src_`` source object holding one."""
+    card = source.get("card") if source.get("object") == "source" else source
+    card = card if isinstance(card, dict) else {}
+    return {
+        "id": source.get("id"),
+        "brand": card.get("brand"),
+        "last4": card.get("last4"),
+        "exp_month": card.get("exp_month"),
+        "exp_year": card.get("exp_year"),
+        "country": card.get("country"),
+        "funding": card.get("funding"),
+    }
+
+
+class StripeCard(graphene.ObjectType):
+    """A saved card, as much of it as a front-end may show."""
+
+    id = graphene.String(required=True, description="Stripe's id of the card (card_... or src_...).")
+    brand = graphene.String(description="Visa, MasterCard, American Express, ...")
+    last4 = graphene.String(description="The card number's last four digits.")
+    exp_month = graphene.Int(description="Expiry month (1-12).")
+    exp_year = graphene.Int(description="Expiry year (four digits).")
+    country = graphene.String(description="Two-letter country code of the card's issuer.")
+    funding = graphene.String(description="credit, debit, prepaid or unknown.")
+
+    @staticmethod
+    def from_source(source: dict[str, Any] | None) -> StripeCard | None:
+        return StripeCard(**_card_values(source)) if source else None
+
+
+class StripeCustomerType(DjangoObjectType):
+    stripe_customer_id = graphene.String(required=True, description="Stripe's id of the customer (cus_...).")
+    is_active = graphene.Boolean(required=True, description="False once deleted or replaced.")
+    is_created_at_stripe = graphene.Boolean(required=True, description="Whether Stripe has the customer.")
+    sources = graphene.List(graphene.NonNull(StripeCard), required=True, description="The customer's cards.")
+    default_source = graphene.String(description="Stripe's id of the default card.")
+    default_source_card = graphene.Field(StripeCard, description="The default card.")
+    created = graphene.DateTime(required=True, description="When the customer was saved here.")
+    updated = graphene.DateTime(required=True, description="When the customer last changed here.")
+
+    class Meta:
+        model = StripeCustomer
+        name = "StripeCustomer"
+        description = "A user's customer at Stripe, created from a stripe.js token; it holds the cards."
+        interfaces = (relay.Node,)
+        fields = ("id",)
+
+    @staticmethod
+    def resolve_sources(root: StripeCustomer, info: Any) -> list[StripeCard]:
+        return [StripeCard(**_card_values(source)) for source in root.sources or []]
+
+    @staticmethod
+    def resolve_default_source(root: StripeCustomer, info: Any) -> str | None:
+        return root.default_source or None
+
+    @staticmethod
+    def resolve_default_source_card(root: StripeCustomer, info: Any) -> StripeCard | None:
+        return StripeCard.from_source(root.default_source_data)
+
+    @classmethod
+    def get_queryset(cls, queryset: Any, info: Any) -> Any:
+        return owned_or_all(info, queryset, "view_stripecustomer")
+
+
+class StripeChargeType(DjangoObjectType):
+    amount = graphene.Int(description="In the currency's minor unit (cents for USD).")
+    amount_refunded = graphene.Int(required=True, description="Refunded so far, in the minor unit.")
+    currency = graphene.String(required=True, description="Lower-case ISO currency code.")
+    description = graphene.String(required=True, description="Description sent to Stripe.")
+    statement_descriptor = graphene.String(description="Text on the card statement.")
+    comment = graphene.String(description="Internal comment: staff with view_stripecharge only, else null.")
+    is_charged = graphene.Boolean(required=True, description="Stripe took the money.")
+    is_refunded = graphene.Boolean(required=True, description="Refunded in full.")
+    charge_attempt_failed = graphene.Boolean(required=True, description="The last attempt was declined.")
+    stripe_charge_id = graphene.String(description="Stripe's id of the charge (ch_...).")
+    customer = graphene.Field(StripeCustomerType, description="The customer charged.")
+    created = graphene.DateTime(required=True, description="When the charge was saved here.")
+    updated = graphene.DateTime(required=True, description="When the charge last changed here.")
+
+    class Meta:
+        model = StripeCharge
+        name = "StripeCharge"
+        description = "A one-off charge of a user's card, with its refunds."
+        interfaces = (relay.Node,)
+        fields = ("id",)
+
+    @staticmethod
+    def resolve_comment(root: StripeCharge, info: Any) -> str | None:
+        return root.comment if has_perm(info.context, "view_stripecharge") else None
+
+    @staticmethod
+    def resolve_statement_descriptor(root: StripeCharge, info: Any) -> str | None:
+        return root.statement_descriptor or None
+
+    @staticmethod
+    def resolve_stripe_charge_id(root: StripeCharge, info: Any) -> str | None:
+        return root.stripe_charge_id or None
+
+    @classmethod
+    def get_queryset(cls, queryset: Any, info: Any) -> Any:
+        return owned_or_all(info, queryset, "view_stripecharge").select_related("customer")
+
+
+class StripeSubscriptionPlanType(DjangoObjectType):
+    stripe_plan_id = graphene.String(description="Stripe's id of the plan.")
+    name = graphene.String(required=True, description="Name shown on invoices.")
+    amount = graphene.Int(required=True, description="Price per interval, in the currency's minor unit.")
+    currency = graphene.String(required=True, description="Lower-case ISO currency code.")
+    interval = graphene.Field(StripePlanInterval, required=True, description="Billing period unit.")
+    interval_count = graphene.Int(required=True, description="Billing period length, in intervals.")
+    trial_period_days = graphene.Int(required=True, description="Free days before the first charge.")
+    is_created_at_stripe = graphene.Boolean(required=True, description="Whether Stripe has the plan.")
+
+    class Meta:
+        model = StripeSubscriptionPlan
+        name = "StripeSubscriptionPlan"
+        description = "A recurring price users subscribe to."
+        interfaces = (relay.Node,)
+        fields = ("id",)
+
+    @staticmethod
+    def resolve_stripe_plan_id(root: StripeSubscriptionPlan, info: Any) -> str | None:
+        return root.stripe_plan_id or None
+
+    @classmethod
+    def get_queryset(cls, queryset: Any, info: Any) -> Any:
+        if has_perm(info.context, "view_stripesubscriptionplan"):
+            return queryset
+        return queryset.filter(is_created_at_stripe=True)
+
+
+class StripeCouponType(DjangoObjectType):
+    coupon_id = graphene.String(required=True, description="The code customers enter.")
+    amount_off = graphene.Decimal(description="Amount off in currency units (10 = $10.00), as the model.")
+    percent_off = graphene.Decimal(description="Percent off (e.g. 12.5).")
+    currency = graphene.String(description="Currency of amountOff.")
+    duration = graphene.Field(StripeCouponDuration, required=True, description="How long it applies.")
+    duration_in_months = graphene.Int(description="Months it applies, for REPEATING.")
+    max_redemptions = graphene.Int(description="How many times it can be redeemed in total.")
+    redeem_by = graphene.DateTime(description="Last moment it can be redeemed.")
+    times_redeemed = graphene.Int(required=True, description="How many times it was redeemed.")
+    valid = graphene.Boolean(required=True, description="Whether it can still be applied.")
+    is_deleted = graphene.Boolean(required=True, description="Deleted at Stripe (the row is kept).")
+
+    class Meta:
+        model = StripeCoupon
+        name = "StripeCoupon"
+        description = "A discount code for subscriptions."
+        interfaces = (relay.Node,)
+        fields = ("id",)
+
+    @classmethod
+    def get_queryset(cls, queryset: Any, info: Any) -> Any:
+        return queryset if has_perm(info.context, "view_stripecoupon") else queryset.none()
+
+    @classmethod
+    def get_node(cls, info: Any, id: Any) -> StripeCoupon | None:
+        # Deleted coupons too: the model's default manager hides them.
+        queryset = cls.get_queryset(StripeCoupon.objects.all_with_deleted(), info)
+        return queryset.filter(pk=id).first()
+
+
+class StripeSubscriptionType(DjangoObjectType):
+    stripe_subscription_id = graphene.String(description="Stripe's id of the subscription (sub_...).")
+    status = graphene.Field(StripeSubscriptionStatus, description="Stripe's status; null until created.")
+    plan = graphene.Field(StripeSubscriptionPlanType, required=True, description="The plan subscribed to.")
+    coupon = graphene.Field(StripeCouponType, description="The coupon applied, if any.")
+    is_created_at_stripe = graphene.Boolean(required=True, description="Whether Stripe has the subscription.")
+    end_date = graphene.Date(description="Day after which end_subscriptions cancels it.")
+    canceled_at = graphene.DateTime(description="When it was canceled.")
+    at_period_end = graphene.Boolean(required=True, description="Ends at the end of the paid period.")
+    created = graphene.DateTime(required=True, description="When the subscription was saved here.")
+
+    class Meta:
+        model = StripeSubscription
+        name = "StripeSubscription"
+        description = "A user's subscription to a plan."
+        interfaces = (relay.Node,)
+        fields = ("id",)
+
+    @staticmethod
+    def resolve_status(root: StripeSubscription, info: Any) -> str | None:
+        return root.status or None
+
+    @classmethod
+    def get_queryset(cls, queryset: Any, info: Any) -> Any:
+        visible = owned_or_all(info, queryset, "view_stripesubscription")
+        return visible.select_related("plan", "coupon")
