@@ -3,6 +3,7 @@
 import os
 
 import dj_database_url
+import django
 
 SECRET_KEY = "tests-only-not-a-secret"
 DEBUG = False
@@ -60,6 +61,12 @@ TEMPLATES = [
 # A custom user model proves that the foreign keys follow STRIPE_USER_MODEL (which defaults to
 # AUTH_USER_MODEL) through swappable dependencies instead of hard-coding auth.User.
 AUTH_USER_MODEL = "testapp.User"
+# Django 6.1+ reads MAILERS (warning without it, refusing EMAIL_BACKEND beside it); older
+# versions read EMAIL_BACKEND. Mail stays in memory either way.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SITE_ID = 1
 

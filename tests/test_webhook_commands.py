@@ -10,6 +10,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import django
 import pytest
 import time_machine
 from django.contrib.sites.models import Site
@@ -251,7 +252,8 @@ def test_prune_deletes_old_parsed_rows_only(parse_log, monkeypatch):
 
 @pytest.fixture
 def alarm_settings(settings):
-    settings.ADMINS = [("Ops", "ops@example.com")]
+    # Django 6 takes plain addresses (tuples are deprecated there); 5.2 needs (name, address).
+    settings.ADMINS = ["ops@example.com"] if django.VERSION >= (6,) else [("Ops", "ops@example.com")]
     settings.ENV_PREFIX = "staging-eu"
     settings.STRIPE_PENDING_WEBHOOKS_THRESHOLD = 2
     return settings
