@@ -65,8 +65,13 @@ def stripe_webhook_view(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"id": webhook.id, "status": "duplicate"})
     if stripe_settings.WEBHOOK_DEFERRED_PARSING:
         return JsonResponse({"id": webhook.id, "status": "stored"})
-    parsed = webhook.process()
-    return JsonResponse({"id": webhook.id, "status": "parsed" if parsed else "stored, parse failed"})
+    # The same claim as parse_stripe_webhooks workers (row lock, SKIP LOCKED): a cron worker that
+    # picked the fresh row first parses it, and it is never parsed twice.
+    processed = StripeWebhook.process_next(StripeWebhook.objects.filter(pk=webhook.pk, is_parsed=False))
+    if processed is None:
+        return JsonResponse({"id": webhook.id, "status": "stored"})
+    status = "parsed" if processed.is_parsed else "stored, parse failed"
+    return JsonResponse({"id": webhook.id, "status": status})
 
 
 def verified_event(request: HttpRequest) -> dict[str, Any]:
