@@ -2,37 +2,47 @@
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
+from django.db import router, transaction
+from django.db.models import QuerySet
 
 from aa_stripe.exceptions import AaStripeError, StripeInternalError, StripeMethodNotAllowed
 from aa_stripe.models import StripeCharge
 
 
-def pending_charges() -> Any:
+def pending_charges() -> QuerySet[StripeCharge]:
     """Charges ``charge_stripe`` takes: not charged, not failed, not manual; oldest first."""
     return StripeCharge.objects.filter(
         is_charged=False, charge_attempt_failed=False, is_manual_charge=False
     ).order_by("pk")
 
 
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return number
+
+
 class Command(BaseCommand):
     help = (
         "Charge every StripeCharge that is not charged, not failed and not manual, oldest first. "
-        "Rows are claimed one at a time with SELECT ... FOR UPDATE SKIP LOCKED and each outcome is "
-        "committed at once, so runs on several hosts share the work and never charge a row twice. "
-        "Declined cards are counted, not retried; a network or Stripe server error leaves the row "
-        "for the next run. Exits non-zero when any row was left for retry or failed."
+        "Each row is claimed with SELECT ... FOR UPDATE SKIP LOCKED in a transaction of its own that "
+        "commits its outcome at once, so runs on several hosts share the work and never charge a row "
+        "twice. Declined cards are counted, not retried; a network or Stripe server error leaves the "
+        "row for the next run (same idempotency key). Exits non-zero when any row was left for retry "
+        "or failed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--dry-run", action="store_true", help="List what would be charged; charge nothing."
         )
-        parser.add_argument("--limit", type=int, default=None, help="Charge at most this many rows.")
+        parser.add_argument("--limit", type=positive_int, default=None, help="Handle at most this many rows.")
 
     def handle(self, *args: Any, dry_run: bool = False, limit: int | None = None, **options: Any) -> None:
         self.verbosity = int(options.get("verbosity", 1))
@@ -42,22 +52,44 @@ class Command(BaseCommand):
         counts: Counter[str] = Counter()
         last_pk = 0
         while limit is None or counts.total() < limit:
-            with transaction.atomic():
-                charge = pending_charges().filter(pk__gt=last_pk).select_for_update(skip_locked=True).first()
-                if charge is None:
-                    break
-                last_pk = charge.pk
-                counts[self._charge_one(charge)] += 1
+            claimed = self._claim_and_charge(last_pk)
+            if claimed is None:
+                break
+            last_pk, outcome = claimed
+            counts[outcome] += 1
         summary = (
             f"charge_stripe: {counts['charged']} charged, {counts['declined']} declined, "
             f"{counts['retry']} left for retry, {counts['error']} errors"
         )
+        if counts["skipped"]:
+            summary += f", {counts['skipped']} charged meanwhile by another run"
         if counts["retry"] or counts["error"]:
             raise CommandError(summary)
-        self.stdout.write(summary)
+        if self.verbosity >= 1:
+            self.stdout.write(summary)
+
+    def _claim_and_charge(self, last_pk: int) -> tuple[int, str] | None:
+        """Claim the next pending row nobody else holds, charge it, commit; (pk, outcome) or None.
+
+        The claim's row lock is held until the outcome is committed, so another run skips the row
+        instead of waiting for it. Receivers of the charge signals run inside this transaction.
+        """
+        failure: Exception | None = None
+        with transaction.atomic(using=router.db_for_write(StripeCharge)):
+            queryset = pending_charges().filter(pk__gt=last_pk).select_for_update(skip_locked=True)
+            charge = queryset.first()
+            if charge is None:
+                return None
+            try:
+                outcome = self._charge_one(charge)
+            except Exception as err:  # a signal receiver or the database failed: carry on with the rest
+                failure, outcome = err, "error"
+        if failure is not None:
+            self._report_crash(charge, failure)
+        return charge.pk, outcome
 
     def _charge_one(self, charge: StripeCharge) -> str:
-        label = f"charge #{charge.pk} ({charge.amount} {charge.currency}, user {charge.user_id})"
+        label = self._label(charge)
         try:
             result = charge.charge()
         except StripeInternalError as err:
@@ -72,22 +104,38 @@ class Command(BaseCommand):
             self.stderr.write(f"{label}: {err.message}")
             return "error"
         if result is None:
-            reason = ((charge.stripe_response or {}).get("error") or {}).get("message", "declined")
+            error = (charge.stripe_response or {}).get("error") or {}
             if self.verbosity >= 1:
-                self.stdout.write(f"{label}: declined: {reason}")
+                self.stdout.write(f"{label}: declined: {error.get('message', 'declined')}")
             return "declined"
         if self.verbosity >= 2:
             self.stdout.write(f"{label}: charged {charge.stripe_charge_id}")
         return "charged"
 
+    def _report_crash(self, charge: StripeCharge, err: Exception) -> None:
+        """Report an unexpected error; keep a Stripe outcome the rolled-back transaction lost."""
+        label = self._label(charge)
+        recorded = charge.is_charged or charge.charge_attempt_failed
+        if recorded and pending_charges().filter(pk=charge.pk).exists():
+            try:
+                charge.save()  # Stripe acted: record it now, not only through the key's replay
+            except Exception as save_err:
+                self.stderr.write(f"{label}: could not record Stripe's outcome: {save_err}")
+        what = f"charged {charge.stripe_charge_id}, then " if charge.is_charged else ""
+        self.stderr.write(f"{label}: {what}{type(err).__name__}: {err}")
+
+    @staticmethod
+    def _label(charge: StripeCharge) -> str:
+        return f"charge #{charge.pk} ({charge.amount} {charge.currency}, user {charge.user_id})"
+
     def _list_pending(self, limit: int | None) -> None:
-        queryset = pending_charges()
         shown = 0
-        for charge in queryset.iterator(chunk_size=500):
+        for charge in pending_charges().iterator(chunk_size=500):
             if limit is not None and shown >= limit:
                 break
-            self.stdout.write(
-                f"would charge #{charge.pk}: {charge.amount} {charge.currency} for user {charge.user_id}"
-            )
+            if self.verbosity >= 1:
+                self.stdout.write(
+                    f"would charge #{charge.pk}: {charge.amount} {charge.currency} for user {charge.user_id}"
+                )
             shown += 1
         self.stdout.write(f"charge_stripe --dry-run: {shown} would be charged")

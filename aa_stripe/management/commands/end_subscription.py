@@ -4,4 +4,4 @@ from aa_stripe.management.commands.end_subscriptions import Command as EndSubscr
 
 
 class Command(EndSubscriptionsCommand):
-    pass
+    command_name = "end_subscription"

@@ -2,62 +2,109 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import router, transaction
 
 from aa_stripe.exceptions import AaStripeError, StripeAlreadyCanceled
 from aa_stripe.models import StripeSubscription
 
 
-def report_to_sentry(error: BaseException) -> bool:
-    """Send ``error`` to Sentry when ``sentry_sdk`` is installed and initialised; True if sent."""
+@dataclass
+class Failure:
+    pk: int
+    stripe_subscription_id: str
+    user_id: Any
+    error: Exception
+
+    def __str__(self) -> str:
+        message = self.error.message if isinstance(self.error, AaStripeError) else repr(self.error)
+        return f"subscription #{self.pk} {self.stripe_subscription_id} (user {self.user_id}): {message}"
+
+
+def configured_sentry() -> Any:
+    """The ``sentry_sdk`` module when it is installed and initialised, else None."""
     try:
         import sentry_sdk  # optional: only when the host project uses Sentry
     except ImportError:
-        return False
-    if not sentry_sdk.is_initialized():
-        return False
-    sentry_sdk.capture_exception(error)
-    return True
+        return None
+    is_initialized = getattr(sentry_sdk, "is_initialized", None)  # 2.x: a client with a DSN
+    if is_initialized is not None:
+        return sentry_sdk if is_initialized() else None
+    hub = getattr(sentry_sdk, "Hub", None)  # sentry-sdk 1.x
+    client = hub.current.client if hub is not None else None
+    return sentry_sdk if getattr(client, "transport", None) is not None else None
 
 
 class Command(BaseCommand):
     help = (
         "Cancel at Stripe every running subscription whose end_date has passed (at the end of the "
-        "paid period by default, --now to cancel immediately). Failures are collected and reported "
-        "at the end, through Sentry when sentry_sdk is configured, else on stderr; the exit code is "
-        "then non-zero."
+        "paid period by default, --now to cancel immediately). Each subscription is claimed with "
+        "SELECT ... FOR UPDATE SKIP LOCKED, so runs on several hosts share the work. Failures do "
+        "not stop the run; they are reported at the end, through Sentry when sentry_sdk is "
+        "configured, else on stderr, and the exit code is then non-zero."
     )
+    command_name = "end_subscriptions"
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--now", action="store_true", help="Cancel immediately, not at the period end.")
 
     def handle(self, *args: Any, now: bool = False, **options: Any) -> None:
-        verbosity = int(options.get("verbosity", 1))
-        canceled, failures = 0, []
-        for subscription in (
-            StripeSubscription.get_subcriptions_for_cancel().select_related("plan").iterator()
-        ):
+        self.verbosity = int(options.get("verbosity", 1))
+        counts: Counter[str] = Counter()
+        failures: list[Failure] = []
+        last_pk = 0
+        while (claimed := self._claim_and_cancel(last_pk, now, failures)) is not None:
+            last_pk, outcome = claimed
+            counts[outcome] += 1
+        sent_to = self._report(failures)
+        when = "now" if now else "at the period end"
+        summary = (
+            f"{self.command_name}: {counts['canceled']} canceled ({when}), "
+            f"{counts['already']} already canceled, {len(failures)} failed"
+        )
+        if failures:
+            raise CommandError(f"{summary}{sent_to}")
+        if self.verbosity >= 1:
+            self.stdout.write(summary)
+
+    def _claim_and_cancel(self, last_pk: int, now: bool, failures: list[Failure]) -> tuple[int, str] | None:
+        with transaction.atomic(using=router.db_for_write(StripeSubscription)):
+            due = StripeSubscription.get_subcriptions_for_cancel().filter(pk__gt=last_pk).order_by("pk")
+            subscription = due.select_for_update(skip_locked=True).first()
+            if subscription is None:
+                return None
             try:
                 subscription.cancel(at_period_end=not now)
             except StripeAlreadyCanceled:
-                continue  # canceled meanwhile (another host, the dashboard): nothing left to do
-            except AaStripeError as err:
-                failures.append((subscription, err))
+                return subscription.pk, "already"  # canceled meanwhile (dashboard, another host)
+            except Exception as err:  # one failure must not stop the others
+                failures.append(
+                    Failure(subscription.pk, subscription.stripe_subscription_id, subscription.user_id, err)
+                )
+                return subscription.pk, "failed"
+        if self.verbosity >= 2:
+            self.stdout.write(f"canceled {subscription.stripe_subscription_id} (user {subscription.user_id})")
+        return subscription.pk, "canceled"
+
+    def _report(self, failures: list[Failure]) -> str:
+        """Send failures to Sentry when it is configured, else write them on stderr."""
+        if not failures:
+            return ""
+        sentry = configured_sentry()
+        for failure in failures:
+            if sentry is None:
+                self.stderr.write(str(failure))
                 continue
-            canceled += 1
-            if verbosity >= 2:
-                self.stdout.write(
-                    f"canceled {subscription.stripe_subscription_id} (user {subscription.user_id})"
-                )
-        for subscription, err in failures:
-            if not report_to_sentry(err):
-                self.stderr.write(
-                    f"subscription #{subscription.pk} {subscription.stripe_subscription_id}: {err.message}"
-                )
-        when = "now" if now else "at the period end"
-        summary = f"end_subscriptions: {canceled} canceled ({when}), {len(failures)} failed"
-        if failures:
-            raise CommandError(summary)
-        self.stdout.write(summary)
+            sentry.capture_exception(
+                failure.error,
+                tags={"command": self.command_name},
+                extras={"subscription": failure.pk, "stripe_subscription_id": failure.stripe_subscription_id},
+            )
+        if sentry is None:
+            return ""
+        sentry.flush()
+        return " (reported to Sentry)"

@@ -2,69 +2,112 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import router, transaction
 from django.utils import timezone
 
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import AaStripeError
+from aa_stripe.management.commands.refresh_coupons import (
+    FRESHNESS_MARGIN,
+    WRITE_BATCH,
+    newer_than_page,
+    timed_pages,
+)
 from aa_stripe.models import StripeCustomer
 
 SYNCED_FIELDS = ["sources", "default_source", "stripe_response", "is_active", "updated"]
+#: From this API version on, Stripe omits ``customer.sources`` unless it is expanded.
+SOURCES_EXPANDABLE_SINCE = "2020-08-27"
+
+
+def list_params() -> dict[str, Any]:
+    """Expand the customers' cards when the pinned API version leaves them out of the list."""
+    if stripe_api.api_version() >= SOURCES_EXPANDABLE_SINCE:
+        return {"expand": ["data.sources"]}
+    return {}
+
+
+def touched_after(customer: StripeCustomer, requested_at: datetime | None) -> bool:
+    """True when a webhook may have changed the customer or one of its cards after the page."""
+    if newer_than_page(customer.last_event_at, requested_at):
+        return True
+    if requested_at is None:
+        return False
+    card_times = (customer.source_event_times or {}).values()
+    return any(stamp >= (requested_at - FRESHNESS_MARGIN).timestamp() for stamp in card_times)
 
 
 class Command(BaseCommand):
     help = (
         "Update sources and default_source of every local StripeCustomer from Stripe's customer "
-        "list (100 per request, sources expanded: current API versions omit them otherwise). Local "
-        "customers Stripe no longer lists (deleted there) become inactive. Writes in bulk, one round "
-        "of queries per page. Safe to run again."
+        "list (100 per request, sources expanded when the API version omits them). Local customers "
+        "Stripe no longer lists (deleted there) become inactive. Writes in bulk, one round of "
+        "queries per page. Safe to run again and on several hosts."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = int(options.get("verbosity", 1))
-        seen: set[str] = set()
-        updated = 0
+        started = timezone.now()
+        seen: set[str] = set()  # ids only (~100 bytes each); pages are not kept
+        totals: Counter[str] = Counter()
         try:
-            for page in stripe_api.iterate_pages("customers", {"expand": ["data.sources"]}):
-                updated += self._sync_page(page)
+            for requested_at, page in timed_pages("customers", list_params()):
+                totals.update(self._sync_page(page, requested_at))
                 seen.update(customer["id"] for customer in page)
                 if verbosity >= 2:
                     self.stdout.write(f"  {len(seen)} customers read from Stripe")
         except AaStripeError as err:
             raise CommandError(
-                f"refresh_customers: Stripe error after {len(seen)} customers: {err.message}"
+                f"refresh_customers: Stripe error after {len(seen)} customers "
+                f"({totals['updated']} local customers updated): {err.message}"
             ) from err
-        deactivated = self._deactivate_vanished(seen)
-        self.stdout.write(
-            f"refresh_customers: {len(seen)} at Stripe; {updated} local customers updated, "
-            f"{deactivated} no longer at Stripe marked inactive"
-        )
+        deactivated = self._deactivate_vanished(seen, started)
+        if verbosity >= 1:
+            self.stdout.write(
+                f"refresh_customers: {len(seen)} at Stripe; {totals['updated']} local customers updated, "
+                f"{totals['unchanged']} unchanged, {deactivated} no longer at Stripe marked inactive"
+                + (f", {totals['skipped']} left to newer webhooks" if totals["skipped"] else "")
+            )
 
-    def _sync_page(self, page: list[dict[str, Any]]) -> int:
+    def _sync_page(self, page: list[dict[str, Any]], requested_at: datetime | None = None) -> Counter[str]:
+        """Apply one page of Stripe customers to the local rows: a SELECT and one bulk UPDATE."""
         by_id = {customer["id"]: customer for customer in page}
         now = timezone.now()
+        counts: Counter[str] = Counter()
         changed = []
-        for customer in StripeCustomer.objects.filter(stripe_customer_id__in=by_id):
-            before = (customer.sources, customer.default_source, customer.is_active)
-            customer.update_from_stripe_data(by_id[customer.stripe_customer_id], commit=False)
-            if (customer.sources, customer.default_source, customer.is_active) != before:
+        with transaction.atomic(using=router.db_for_write(StripeCustomer)):
+            for customer in StripeCustomer.objects.select_for_update().filter(stripe_customer_id__in=by_id):
+                if touched_after(customer, requested_at):
+                    counts["skipped"] += 1
+                    continue
+                before = (customer.sources, customer.default_source, customer.is_active)
+                customer.update_from_stripe_data(by_id[customer.stripe_customer_id], commit=False)
+                if (customer.sources, customer.default_source, customer.is_active) == before:
+                    counts["unchanged"] += 1
+                    continue
                 customer.updated = now
                 changed.append(customer)
-        StripeCustomer.objects.bulk_update(changed, SYNCED_FIELDS, batch_size=500)
-        return len(changed)
+            StripeCustomer.objects.bulk_update(changed, SYNCED_FIELDS, batch_size=WRITE_BATCH)
+        counts["updated"] = len(changed)
+        return counts
 
-    def _deactivate_vanished(self, seen: set[str]) -> int:
-        active = StripeCustomer.objects.filter(is_active=True, is_created_at_stripe=True)
+    def _deactivate_vanished(self, seen: set[str], started: datetime) -> int:
+        """Mark inactive the customers Stripe did not list; rows written during the run are spared
+        (a customer created meanwhile is newer than the listing), the next run checks them."""
+        active = StripeCustomer.objects.filter(is_active=True, is_created_at_stripe=True, updated__lt=started)
         vanished = [
             pk
             for pk, customer_id in active.values_list("pk", "stripe_customer_id").iterator(chunk_size=2000)
             if customer_id not in seen
         ]
         marked = 0
-        for start in range(0, len(vanished), 500):
-            marked += StripeCustomer.objects.filter(pk__in=vanished[start : start + 500]).update(
-                is_active=False, updated=timezone.now()
-            )
+        for start in range(0, len(vanished), WRITE_BATCH):
+            marked += StripeCustomer.objects.filter(
+                pk__in=vanished[start : start + WRITE_BATCH], is_active=True, updated__lt=started
+            ).update(is_active=False, updated=timezone.now())
         return marked

@@ -1,0 +1,264 @@
+"""``charge_stripe`` against the fake Stripe server: results, HTTP requests, retries, races."""
+
+from __future__ import annotations
+
+import re
+import threading
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, connections
+
+from aa_stripe.models import StripeCharge
+from aa_stripe.signals import stripe_charge_succeeded
+from tests.conftest import make_customer
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("charge_stripe", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def run_failing(*args: str) -> tuple[str, str, str]:
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("charge_stripe", *args, stdout=out, stderr=err)
+    return str(excinfo.value), out.getvalue(), err.getvalue()
+
+
+def make_user(name: str):
+    return get_user_model().objects.create_user(username=name, email=f"{name}@example.com", password="pw")
+
+
+def pending(user, count: int = 1, amount: int = 1000, **fields) -> list[StripeCharge]:
+    return [
+        StripeCharge.objects.create(user=user, amount=amount + i, description=f"Order {i}", **fields)
+        for i in range(count)
+    ]
+
+
+def fake_charges(fake_stripe) -> list[dict]:
+    """Every charge at the fake (read directly, page by page)."""
+    found, params = [], {"limit": 100}
+    while True:
+        page = fake_stripe.get("/v1/charges", **params)
+        found += page["data"]
+        if not page["has_more"]:
+            return found
+        params["starting_after"] = page["data"][-1]["id"]
+
+
+def test_charges_every_pending_row_of_several_users_oldest_first(fake_stripe, user, other_user):
+    users = [user, other_user, make_user("carol")]
+    for someone in users:
+        make_customer(fake_stripe, someone)
+    charges = [charge for someone in users for charge in pending(someone, 2)]
+
+    out, err = run("-v", "2")
+
+    assert "charge_stripe: 6 charged, 0 declined, 0 left for retry, 0 errors" in out
+    assert err == ""
+    posts = fake_stripe.proxy.calls("POST", "/v1/charges")
+    assert [p.idempotency_key for p in posts] == [f"charge:{c.uuid}:1" for c in charges]
+    at_fake = {c["id"]: c for c in fake_charges(fake_stripe)}
+    for charge in charges:
+        charge.refresh_from_db()
+        assert charge.is_charged and not charge.charge_attempt_failed
+        assert f"charge #{charge.pk} " in out and charge.stripe_charge_id in out
+        assert at_fake[charge.stripe_charge_id]["amount"] == charge.amount
+        assert at_fake[charge.stripe_charge_id]["customer"] == charge.customer.stripe_customer_id
+    assert len(at_fake) == 6
+
+
+def test_a_declined_card_is_counted_and_reported_not_raised(fake_stripe, user, other_user):
+    make_customer(fake_stripe, user, "4000000000000341")  # attaches, then declines charges
+    make_customer(fake_stripe, other_user)
+    [declined] = pending(user)
+    [charged] = pending(other_user)
+
+    out, _err = run()
+
+    assert "charge_stripe: 1 charged, 1 declined, 0 left for retry, 0 errors" in out
+    assert f"charge #{declined.pk} " in out and "declined: Your card was declined." in out
+    declined.refresh_from_db()
+    charged.refresh_from_db()
+    assert declined.charge_attempt_failed and not declined.is_charged
+    assert charged.is_charged
+    # Not retried by the next run: a declined card needs a deliberate retry.
+    assert "0 charged, 0 declined" in run()[0]
+    assert len(fake_stripe.proxy.calls("POST", "/v1/charges")) == 2
+
+
+@pytest.mark.parametrize("fault", ["status", "drop_before", "drop_after"])
+def test_a_lost_or_failed_request_is_left_for_the_next_run_with_the_same_key(
+    fake_stripe, customer, user, fault
+):
+    first, second = pending(user, 2)
+    fake_stripe.proxy.inject(fault, method="POST", path_prefix="/v1/charges", times=1)
+
+    message, out, err = run_failing()
+
+    assert message == "charge_stripe: 1 charged, 0 declined, 1 left for retry, 0 errors"
+    assert f"charge #{first.pk} " in err and "left for retry" in err
+    first.refresh_from_db()
+    assert not first.is_charged and not first.charge_attempt_failed
+    second.refresh_from_db()
+    assert second.is_charged  # the failure did not stop the run
+
+    out, err = run()
+
+    assert "charge_stripe: 1 charged, 0 declined, 0 left for retry, 0 errors" in out
+    first.refresh_from_db()
+    assert first.is_charged
+    keys = [p.idempotency_key for p in fake_stripe.proxy.calls("POST", "/v1/charges")]
+    assert keys == [f"charge:{first.uuid}:1", f"charge:{second.uuid}:1", f"charge:{first.uuid}:1"]
+    mine = [c for c in fake_charges(fake_stripe) if c["metadata"].get("charge_uuid") == str(first.uuid)]
+    assert [c["id"] for c in mine] == [first.stripe_charge_id]  # one charge, even after drop_after
+
+
+def test_manual_failed_and_charged_rows_are_left_alone(fake_stripe, customer, user):
+    [manual] = pending(user, is_manual_charge=True)
+    [failed] = pending(user, charge_attempt_failed=True)
+    [charged] = pending(user, is_charged=True, stripe_charge_id="ch_already")
+    before = {c.pk: c.updated for c in (manual, failed, charged)}
+
+    out, _err = run()
+
+    assert "charge_stripe: 0 charged, 0 declined, 0 left for retry, 0 errors" in out
+    assert fake_stripe.proxy.calls(path_prefix="/v1/charges") == []
+    assert {c.pk: c.updated for c in StripeCharge.objects.all()} == before
+
+
+def test_dry_run_lists_what_would_be_charged_and_charges_nothing(fake_stripe, customer, user):
+    rows = pending(user, 3)
+    [manual] = pending(user, is_manual_charge=True)
+
+    out, _ = run("--dry-run")
+
+    assert [int(pk) for pk in re.findall(r"would charge #(\d+)", out)] == [c.pk for c in rows]
+    assert f"#{manual.pk}:" not in out
+    assert "charge_stripe --dry-run: 3 would be charged" in out
+    assert "charge_stripe --dry-run: 2 would be charged" in run("--dry-run", "--limit", "2")[0]
+    assert fake_stripe.proxy.calls(path_prefix="/v1/charges") == []
+    assert not StripeCharge.objects.filter(is_charged=True).exists()
+
+
+def test_limit_charges_the_oldest_rows_only(fake_stripe, customer, user):
+    rows = pending(user, 5)
+
+    out, _ = run("--limit", "2")
+
+    assert "charge_stripe: 2 charged" in out
+    assert list(StripeCharge.objects.filter(is_charged=True).values_list("pk", flat=True)) == [
+        rows[0].pk,
+        rows[1].pk,
+    ]
+    with pytest.raises(CommandError, match="positive integer"):
+        call_command("charge_stripe", "--limit", "0", stdout=StringIO(), stderr=StringIO())
+
+
+def test_a_second_run_charges_nothing(fake_stripe, customer, user):
+    pending(user, 3)
+    assert "3 charged" in run()[0]
+    calls = len(fake_stripe.proxy.calls())
+
+    out, _err = run()
+
+    assert "charge_stripe: 0 charged, 0 declined, 0 left for retry, 0 errors" in out
+    assert len(fake_stripe.proxy.calls()) == calls
+    assert len(fake_charges(fake_stripe)) == 3
+
+
+def test_quiet_run_prints_nothing_on_success(fake_stripe, customer, user):
+    pending(user)
+    assert run("-v", "0") == ("", "")
+
+
+def test_a_user_without_customer_is_an_error_that_does_not_stop_the_run(
+    fake_stripe, customer, user, other_user
+):
+    [orphan] = pending(other_user)  # other_user has no Stripe customer
+    [charge] = pending(user)
+
+    message, _out, err = run_failing()
+
+    assert message == "charge_stripe: 1 charged, 0 declined, 0 left for retry, 1 errors"
+    assert f"charge #{orphan.pk} " in err and "no active Stripe customer" in err
+    orphan.refresh_from_db()
+    charge.refresh_from_db()
+    assert not orphan.is_charged and not orphan.charge_attempt_failed  # retried once a card exists
+    assert charge.is_charged
+
+
+@pytest.mark.parametrize("failure", ["exception", "database"])
+def test_a_failing_receiver_never_loses_the_recorded_charge(fake_stripe, customer, user, failure):
+    first, second = pending(user, 2)
+
+    def receiver(sender, instance, **kwargs):
+        if instance.pk != first.pk:
+            return
+        if failure == "database":  # poisons the transaction: it must roll back
+            StripeCharge.objects.create(user=None, amount=1, description="violates NOT NULL")
+        raise RuntimeError("mail server down")
+
+    stripe_charge_succeeded.connect(receiver, weak=False)
+    try:
+        message, _out, err = run_failing()
+    finally:
+        stripe_charge_succeeded.disconnect(receiver)
+
+    assert message == "charge_stripe: 1 charged, 0 declined, 0 left for retry, 1 errors"
+    first.refresh_from_db()
+    assert first.is_charged and first.stripe_charge_id.startswith("ch_")
+    assert f"charged {first.stripe_charge_id}, then " in err
+    second.refresh_from_db()
+    assert second.is_charged
+    assert "0 charged" in run()[0]  # nothing charged twice
+    assert len(fake_stripe.proxy.calls("POST", "/v1/charges")) == 2
+
+
+# --- two runs at once (PostgreSQL: SQLite has no row locks) ----------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SKIP LOCKED needs PostgreSQL")
+def test_two_runs_at_once_split_200_charges_and_charge_each_once(fake_stripe, user, other_user):
+    users = [user, other_user, make_user("carol"), make_user("dave")]
+    for someone in users:
+        make_customer(fake_stripe, someone)
+    rows = [charge for someone in users for charge in pending(someone, 50, amount=500)]
+    fake_stripe.proxy.reset()  # count the runs' requests only
+    barrier = threading.Barrier(2)
+    outputs: list[str] = ["", ""]
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            outputs[index] = run()[0]
+        except Exception as err:
+            outputs[index] = repr(err)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    counts = [int(m.group(1)) for out in outputs if (m := re.search(r"(\d+) charged,", out))]
+    assert len(counts) == 2 and sum(counts) == 200, outputs
+    assert all(count > 0 for count in counts), outputs  # both runs did part of the work
+    posts = fake_stripe.proxy.calls("POST", "/v1/charges")
+    assert len(posts) == 200
+    assert sorted(p.idempotency_key for p in posts) == sorted(f"charge:{c.uuid}:1" for c in rows)
+    assert len(fake_charges(fake_stripe)) == 200
+    charged = StripeCharge.objects.filter(is_charged=True)
+    assert charged.count() == 200
+    assert len(set(charged.values_list("stripe_charge_id", flat=True))) == 200
