@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from copy import copy
 from typing import Any
 
 import graphene
-from django.conf import settings
 from graphene import relay
 from graphene_django import DjangoConnectionField
+from graphql import GraphQLError
 
 from aa_stripe.models import (
     StripeCharge,
@@ -20,6 +21,7 @@ from aa_stripe.models import (
 from .enums import StripeSubscriptionStatus
 from .errors import masked
 from .filters import StripeChargeFilter, StripeCouponFilter, StripeCustomerFilter, StripeSubscriptionFilter
+from .limits import page_size
 from .permissions import require_perm, require_signed_in
 from .types import (
     StripeChargeType,
@@ -29,14 +31,62 @@ from .types import (
     StripeSubscriptionType,
 )
 
+PAGE_ARGUMENTS = {
+    "first": graphene.Int(description="The first n objects (0 to STRIPE_GRAPHQL_PAGE_SIZE, default 100)."),
+    "last": graphene.Int(description="The last n objects (0 to STRIPE_GRAPHQL_PAGE_SIZE, default 100)."),
+    "after": graphene.String(description="Objects after this cursor (an edge's cursor)."),
+    "before": graphene.String(description="Objects before this cursor (an edge's cursor)."),
+    "offset": graphene.Int(
+        description="Skip this many objects (from the start or from after); not with before."
+    ),
+}
 
-def page_size() -> int:
-    """The largest page a connection returns (``STRIPE_GRAPHQL_PAGE_SIZE``, default 100)."""
-    return int(getattr(settings, "STRIPE_GRAPHQL_PAGE_SIZE", 100))
+
+def page_error(message: str, code: str = "PAGE_SIZE_EXCEEDED") -> GraphQLError:
+    extensions = {"code": code, "setting": "STRIPE_GRAPHQL_PAGE_SIZE", "limit": page_size()}
+    return GraphQLError(message, extensions=extensions)
 
 
-def connection(node_type: type, description: str, **arguments: Any) -> DjangoConnectionField:
-    return DjangoConnectionField(node_type, description=description, max_limit=page_size(), **arguments)
+def check_page_arguments(field_name: str, arguments: dict[str, Any]) -> None:
+    """Clean GraphQL errors instead of graphene-django's assertions (which ``python -O`` drops)."""
+    cap = page_size()
+    for name in ("first", "last"):
+        value = arguments.get(name)
+        if value is not None and value < 0:
+            raise page_error(f"{name} must not be negative.", code="INVALID_PAGINATION")
+        if value is not None and value > cap:
+            raise page_error(
+                f"{name}: {value} on {field_name} is more than the page size limit of {cap} "
+                "(STRIPE_GRAPHQL_PAGE_SIZE)."
+            )
+    offset = arguments.get("offset")
+    if offset is not None and (offset < 0 or arguments.get("before") is not None):
+        raise page_error("offset must not be negative nor used with before.", code="INVALID_PAGINATION")
+
+
+class StripeConnectionField(DjangoConnectionField):
+    """A connection capped at ``STRIPE_GRAPHQL_PAGE_SIZE`` (read per request), also its default page size.
+
+    Host GRAPHENE settings (RELAY_CONNECTION_MAX_LIMIT, ..._ENFORCE_FIRST_OR_LAST) do not apply.
+    """
+
+    def __init__(self, node_type: type, description: str, **arguments: Any) -> None:
+        for name, argument in PAGE_ARGUMENTS.items():
+            arguments.setdefault(name, copy(argument))
+        super().__init__(node_type, description=description, enforce_first_or_last=False, **arguments)
+
+    @classmethod
+    @masked
+    def connection_resolver(cls, resolver: Any, connection: Any, *args: Any, **kwargs: Any) -> Any:
+        default_manager, queryset_resolver, _max_limit, _enforce, root, info = args
+        check_page_arguments(info.field_name, kwargs)
+        return super().connection_resolver(
+            resolver, connection, default_manager, queryset_resolver, page_size(), False, root, info, **kwargs
+        )
+
+
+def connection(node_type: type, description: str, **arguments: Any) -> StripeConnectionField:
+    return StripeConnectionField(node_type, description, **arguments)
 
 
 def filtered(filterset_class: type, queryset: Any, arguments: dict[str, Any]) -> Any:
@@ -47,6 +97,9 @@ def filtered(filterset_class: type, queryset: Any, arguments: dict[str, Any]) ->
 
 class StripeQuery(graphene.ObjectType):
     """Stripe queries; mix into your own ``Query`` class."""
+
+    class Meta:
+        description = "Stripe customers, charges, subscriptions, plans and coupons (aa_stripe_graphql)."
 
     node = relay.Node.Field(description="Any Stripe object by its global id (same rules as the lists).")
     stripe_customers = connection(

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import graphene
 
+from .mutations.charges import CreateStripeCharge, RefundStripeCharge
+from .mutations.coupons import CreateStripeCoupon, DeleteStripeCoupon, UpdateStripeCoupon
 from .mutations.customers import AddStripeCustomerSource, CreateStripeCustomer
+from .mutations.plans import CreateStripeSubscriptionPlan
+from .mutations.subscriptions import CancelStripeSubscription, CreateStripeSubscription
 from .queries import StripeQuery
 
 
@@ -17,6 +21,16 @@ class StripeMutation(graphene.ObjectType):
 
     create_stripe_customer = CreateStripeCustomer.Field(description=CreateStripeCustomer.__doc__)
     add_stripe_customer_source = AddStripeCustomerSource.Field(description=AddStripeCustomerSource.__doc__)
+    create_stripe_subscription = CreateStripeSubscription.Field(description=CreateStripeSubscription.__doc__)
+    cancel_stripe_subscription = CancelStripeSubscription.Field(description=CancelStripeSubscription.__doc__)
+    create_stripe_charge = CreateStripeCharge.Field(description=CreateStripeCharge.__doc__)
+    refund_stripe_charge = RefundStripeCharge.Field(description=RefundStripeCharge.__doc__)
+    create_stripe_subscription_plan = CreateStripeSubscriptionPlan.Field(
+        description=CreateStripeSubscriptionPlan.__doc__
+    )
+    create_stripe_coupon = CreateStripeCoupon.Field(description=CreateStripeCoupon.__doc__)
+    update_stripe_coupon = UpdateStripeCoupon.Field(description=UpdateStripeCoupon.__doc__)
+    delete_stripe_coupon = DeleteStripeCoupon.Field(description=DeleteStripeCoupon.__doc__)
 
 
 schema = graphene.Schema(query=StripeQuery, mutation=StripeMutation)

@@ -8,6 +8,7 @@ data only as brand/last4/expiry, never raw token JSON), and nested objects resol
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import graphene
@@ -23,7 +24,68 @@ from aa_stripe.models import (
 )
 
 from .enums import StripeCouponDuration, StripePlanInterval, StripeSubscriptionStatus
-from .permissions import has_perm, owned_or_all
+from .errors import masked
+from .permissions import has_perm, owned_or_all, require_perm, require_signed_in
+
+
+def _node_pk(global_pk: Any) -> int | None:
+    """The primary key from a global id's second half, or None unless it is plain decimal digits."""
+    text = str(global_pk)
+    if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) == 0:
+        return None
+    return int(text)
+
+
+class StripeConnection(relay.Connection):
+    """A Relay connection with ``totalCount``; graphene-django counts the rows for every page anyway."""
+
+    total_count = graphene.Int(required=True, description="How many objects all pages hold together.")
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def __init_subclass_with_meta__(
+        cls, node: Any = None, description: str | None = None, **options: Any
+    ) -> None:
+        description = description or (
+            f"A page of {node._meta.name} objects (at most STRIPE_GRAPHQL_PAGE_SIZE, default 100), "
+            "with Relay cursors and totalCount."
+        )
+        super().__init_subclass_with_meta__(node=node, description=description, **options)
+
+    @staticmethod
+    def resolve_total_count(root: Any, info: Any) -> int:
+        return root.length
+
+
+class StripeNode(DjangoObjectType):
+    """Base of this package's Relay nodes: ``node(id)`` obeys the rules of the matching list.
+
+    ``node_access`` is checked before any lookup: ``None`` (anyone), ``"signed_in"`` or a
+    permission codename. Rows then come from ``get_queryset``: another user's object is null.
+    """
+
+    node_access: str | None = "signed_in"
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def node_queryset(cls) -> Any:
+        return cls._meta.model._default_manager.all()
+
+    @classmethod
+    @masked
+    def get_node(cls, info: Any, id: Any) -> Any:
+        if cls.node_access == "signed_in":
+            require_signed_in(info)
+        elif cls.node_access:
+            require_perm(info, cls.node_access)
+        pk = _node_pk(id)
+        if pk is None:
+            return None
+        return cls.get_queryset(cls.node_queryset(), info).filter(pk=pk).first()
 
 
 def _card_values(source: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +119,7 @@ class StripeCard(graphene.ObjectType):
         return StripeCard(**_card_values(source)) if source else None
 
 
-class StripeCustomerType(DjangoObjectType):
+class StripeCustomerType(StripeNode):
     stripe_customer_id = graphene.String(required=True, description="Stripe's id of the customer (cus_...).")
     is_active = graphene.Boolean(required=True, description="False once deleted or replaced.")
     is_created_at_stripe = graphene.Boolean(required=True, description="Whether Stripe has the customer.")
@@ -72,26 +134,31 @@ class StripeCustomerType(DjangoObjectType):
         name = "StripeCustomer"
         description = "A user's customer at Stripe, created from a stripe.js token; it holds the cards."
         interfaces = (relay.Node,)
+        connection_class = StripeConnection
         fields = ("id",)
 
     @staticmethod
+    @masked
     def resolve_sources(root: StripeCustomer, info: Any) -> list[StripeCard]:
-        return [StripeCard(**_card_values(source)) for source in root.sources or []]
+        sources = [s for s in root.sources or [] if isinstance(s, dict) and s.get("id")]
+        return [StripeCard(**_card_values(source)) for source in sources]
 
     @staticmethod
     def resolve_default_source(root: StripeCustomer, info: Any) -> str | None:
         return root.default_source or None
 
     @staticmethod
+    @masked
     def resolve_default_source_card(root: StripeCustomer, info: Any) -> StripeCard | None:
         return StripeCard.from_source(root.default_source_data)
 
     @classmethod
+    @masked
     def get_queryset(cls, queryset: Any, info: Any) -> Any:
         return owned_or_all(info, queryset, "view_stripecustomer")
 
 
-class StripeChargeType(DjangoObjectType):
+class StripeChargeType(StripeNode):
     amount = graphene.Int(description="In the currency's minor unit (cents for USD).")
     amount_refunded = graphene.Int(required=True, description="Refunded so far, in the minor unit.")
     currency = graphene.String(required=True, description="Lower-case ISO currency code.")
@@ -111,6 +178,7 @@ class StripeChargeType(DjangoObjectType):
         name = "StripeCharge"
         description = "A one-off charge of a user's card, with its refunds."
         interfaces = (relay.Node,)
+        connection_class = StripeConnection
         fields = ("id",)
 
     @staticmethod
@@ -126,11 +194,14 @@ class StripeChargeType(DjangoObjectType):
         return root.stripe_charge_id or None
 
     @classmethod
+    @masked
     def get_queryset(cls, queryset: Any, info: Any) -> Any:
         return owned_or_all(info, queryset, "view_stripecharge").select_related("customer")
 
 
-class StripeSubscriptionPlanType(DjangoObjectType):
+class StripeSubscriptionPlanType(StripeNode):
+    node_access = None
+
     stripe_plan_id = graphene.String(description="Stripe's id of the plan.")
     name = graphene.String(required=True, description="Name shown on invoices.")
     amount = graphene.Int(required=True, description="Price per interval, in the currency's minor unit.")
@@ -145,6 +216,7 @@ class StripeSubscriptionPlanType(DjangoObjectType):
         name = "StripeSubscriptionPlan"
         description = "A recurring price users subscribe to."
         interfaces = (relay.Node,)
+        connection_class = StripeConnection
         fields = ("id",)
 
     @staticmethod
@@ -152,13 +224,16 @@ class StripeSubscriptionPlanType(DjangoObjectType):
         return root.stripe_plan_id or None
 
     @classmethod
+    @masked
     def get_queryset(cls, queryset: Any, info: Any) -> Any:
         if has_perm(info.context, "view_stripesubscriptionplan"):
             return queryset
         return queryset.filter(is_created_at_stripe=True)
 
 
-class StripeCouponType(DjangoObjectType):
+class StripeCouponType(StripeNode):
+    node_access = "view_stripecoupon"
+
     coupon_id = graphene.String(required=True, description="The code customers enter.")
     amount_off = graphene.Decimal(description="Amount off in currency units (10 = $10.00), as the model.")
     percent_off = graphene.Decimal(description="Percent off (e.g. 12.5).")
@@ -176,20 +251,20 @@ class StripeCouponType(DjangoObjectType):
         name = "StripeCoupon"
         description = "A discount code for subscriptions."
         interfaces = (relay.Node,)
+        connection_class = StripeConnection
         fields = ("id",)
 
     @classmethod
+    @masked
     def get_queryset(cls, queryset: Any, info: Any) -> Any:
         return queryset if has_perm(info.context, "view_stripecoupon") else queryset.none()
 
     @classmethod
-    def get_node(cls, info: Any, id: Any) -> StripeCoupon | None:
-        # Deleted coupons too: the model's default manager hides them.
-        queryset = cls.get_queryset(StripeCoupon.objects.all_with_deleted(), info)
-        return queryset.filter(pk=id).first()
+    def node_queryset(cls) -> Any:
+        return StripeCoupon.objects.all_with_deleted()  # deleted coupons too: the manager hides them
 
 
-class StripeSubscriptionType(DjangoObjectType):
+class StripeSubscriptionType(StripeNode):
     stripe_subscription_id = graphene.String(description="Stripe's id of the subscription (sub_...).")
     status = graphene.Field(StripeSubscriptionStatus, description="Stripe's status; null until created.")
     plan = graphene.Field(StripeSubscriptionPlanType, required=True, description="The plan subscribed to.")
@@ -205,6 +280,7 @@ class StripeSubscriptionType(DjangoObjectType):
         name = "StripeSubscription"
         description = "A user's subscription to a plan."
         interfaces = (relay.Node,)
+        connection_class = StripeConnection
         fields = ("id",)
 
     @staticmethod
@@ -212,6 +288,7 @@ class StripeSubscriptionType(DjangoObjectType):
         return root.status or None
 
     @classmethod
+    @masked
     def get_queryset(cls, queryset: Any, info: Any) -> Any:
         visible = owned_or_all(info, queryset, "view_stripesubscription")
         return visible.select_related("plan", "coupon")

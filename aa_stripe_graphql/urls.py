@@ -1,23 +1,13 @@
 """A ready GraphQL view: ``path("graphql/", include("aa_stripe_graphql.urls"))``.
 
 GraphiQL in DEBUG, Django's CSRF protection kept (session-authenticated front-ends send the
-token), ``non_atomic_requests`` (a rollback after Stripe acted would lose our record of it).
+token), ``non_atomic_requests`` on every database, and the limits of ``aa_stripe_graphql.limits``.
 """
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.db import transaction
 from django.urls import path
-from graphene_django.views import GraphQLView
 
-from .schema import schema
+from .views import graphql_view
 
-
-class StripeGraphQLView(GraphQLView):
-    """graphene-django's view with this package's schema."""
-
-
-view = transaction.non_atomic_requests(StripeGraphQLView.as_view(schema=schema, graphiql=settings.DEBUG))
-
-urlpatterns = [path("", view, name="aa-stripe-graphql")]
+urlpatterns = [path("", graphql_view(), name="aa-stripe-graphql")]

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.sites",
     "tests.testapp",
+    "graphene_django",
     "aa_stripe",
     "aa_stripe_graphql",
 ]

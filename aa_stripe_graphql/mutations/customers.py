@@ -10,9 +10,8 @@ from django.db import transaction
 from aa_stripe.error_codes import ErrorCode
 from aa_stripe.models import StripeCustomer
 
-from ..permissions import require_signed_in, stripe_user
 from ..types import StripeCustomerType
-from .base import StripeMutation, UserError, json_object, object_from_global_id
+from .base import StripeMutation, UserError, json_object, object_from_global_id, require_stripe_user
 
 
 def _token(value: Any, field: str = "stripeJsResponse") -> dict[str, Any]:
@@ -34,11 +33,11 @@ class CreateStripeCustomer(StripeMutation):
 
     @classmethod
     def perform(cls, info: Any, stripe_js_response: Any, **data: Any) -> dict[str, Any]:
-        require_signed_in(info)
+        owner = require_stripe_user(info)
         token = _token(stripe_js_response)
         # Nothing half-saved: a declined card leaves no StripeCustomer row.
         with transaction.atomic():
-            customer = StripeCustomer(user=stripe_user(info.context), stripe_js_response=token)
+            customer = StripeCustomer(user=owner, stripe_js_response=token)
             customer.create_at_stripe()
         return {"customer": customer}
 
@@ -56,10 +55,10 @@ class AddStripeCustomerSource(StripeMutation):
 
     @classmethod
     def perform(cls, info: Any, customer: str, stripe_js_response: Any, **data: Any) -> dict[str, Any]:
-        require_signed_in(info)
+        owner = require_stripe_user(info)
         token = _token(stripe_js_response)
         found = object_from_global_id(customer, StripeCustomerType, StripeCustomer.objects, "customer", info)
-        if found.user_id != stripe_user(info.context).pk:
+        if found.user_id != owner.pk:
             raise UserError(ErrorCode.NOT_FOUND, "No StripeCustomer with this id.", "customer")
         found.add_new_source(token["id"], stripe_js_response=token)
         return {"customer": found}

@@ -1,0 +1,165 @@
+"""GraphQL createStripeSubscriptionPlan over HTTP against the fake Stripe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
+from graphql_relay import to_global_id
+
+from aa_stripe.models import StripeSubscriptionPlan
+from tests.graphql_helpers import gql
+
+pytestmark = pytest.mark.django_db
+
+CREATE = """
+mutation($input: CreateStripeSubscriptionPlanInput!) {
+  createStripeSubscriptionPlan(input: $input) {
+    clientMutationId
+    plan { id stripePlanId name amount currency interval intervalCount trialPeriodDays isCreatedAtStripe }
+    errors { field code message }
+  }
+}
+"""
+
+
+def staff(username: str, *codenames: str):
+    user = get_user_model().objects.create_user(username=username, password="pw", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="aa_stripe", codename__in=codenames)
+    )
+    return get_user_model().objects.get(pk=user.pk)  # a fresh object: no stale permission cache
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def codes(payload: dict) -> list[tuple[str | None, str]]:
+    return [(error["field"], error["code"]) for error in payload["errors"]]
+
+
+@pytest.fixture
+def planner() -> Client:
+    return signed_in(staff("planner", "add_stripesubscriptionplan"))
+
+
+def create(client: Client, **extra) -> dict:
+    values = {"name": "Silver", "amount": 2500, "interval": "WEEK", **extra}
+    return gql(client, CREATE, {"input": values})
+
+
+def plans_at_fake(fake_stripe) -> list[dict]:
+    return fake_stripe.get("/v1/plans")["data"]
+
+
+def test_staff_create_a_plan_at_stripe(fake_stripe, planner):
+    body = create(
+        planner,
+        currency="eur",
+        intervalCount=2,
+        trialPeriodDays=14,
+        statementDescriptor="SILVER PLAN",
+        metadata=json.dumps({"tier": "silver"}),
+        clientMutationId="p",
+    )
+
+    payload = body["data"]["createStripeSubscriptionPlan"]
+    assert payload["errors"] == [] and payload["clientMutationId"] == "p"
+    row = StripeSubscriptionPlan.objects.get()
+    assert payload["plan"] == {
+        "id": to_global_id("StripeSubscriptionPlan", row.pk),
+        "stripePlanId": row.stripe_plan_id,
+        "name": "Silver",
+        "amount": 2500,
+        "currency": "eur",
+        "interval": "WEEK",
+        "intervalCount": 2,
+        "trialPeriodDays": 14,
+        "isCreatedAtStripe": True,
+    }
+    assert row.metadata == {"tier": "silver"} and row.statement_descriptor == "SILVER PLAN"
+    [at_fake] = plans_at_fake(fake_stripe)
+    assert at_fake["id"] == row.stripe_plan_id
+    assert (at_fake["amount"], at_fake["currency"], at_fake["interval"], at_fake["interval_count"]) == (
+        2500,
+        "eur",
+        "week",
+        2,
+    )
+    assert at_fake["trial_period_days"] == 14 and at_fake["metadata"] == {"tier": "silver"}
+    assert fake_stripe.get(f"/v1/products/{at_fake['product']}")["name"] == "Silver"
+
+
+def test_defaults(fake_stripe, planner):
+    payload = create(planner)["data"]["createStripeSubscriptionPlan"]
+
+    assert payload["errors"] == []
+    assert (payload["plan"]["intervalCount"], payload["plan"]["trialPeriodDays"]) == (1, 0)
+    assert payload["plan"]["currency"] == StripeSubscriptionPlan.objects.get().currency == "usd"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"amount": -1}, ("amount", "INVALID")),
+        ({"intervalCount": 0}, ("intervalCount", "INVALID")),
+        ({"trialPeriodDays": -1}, ("trialPeriodDays", "INVALID")),
+        ({"currency": "xyz"}, ("currency", "INVALID")),
+        ({"name": ""}, ("name", "REQUIRED")),
+        ({"statementDescriptor": "x" * 23}, ("statementDescriptor", "INVALID")),
+        ({"metadata": json.dumps(["a"])}, ("metadata", "INVALID")),
+    ],
+    ids=["amount", "interval-count", "trial", "currency", "name", "statement-descriptor", "metadata"],
+)
+def test_invalid_input_saves_and_sends_nothing(fake_stripe, planner, extra, expected):
+    payload = create(planner, **extra)["data"]["createStripeSubscriptionPlan"]
+
+    assert payload["plan"] is None and codes(payload) == [expected]
+    assert not StripeSubscriptionPlan.objects.exists() and fake_stripe.proxy.calls() == []
+
+
+def test_a_refusal_at_stripe_leaves_no_row(fake_stripe, planner):
+    fake_stripe.proxy.inject("status", method="POST", path_prefix="/v1/plans", status=400)
+
+    payload = create(planner)["data"]["createStripeSubscriptionPlan"]
+
+    assert payload["plan"] is None and [e["code"] for e in payload["errors"]] == ["INVALID"]
+    assert not StripeSubscriptionPlan.objects.exists()
+
+
+def test_unknown_outcome_keeps_the_row_for_a_safe_retry(fake_stripe, planner):
+    fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/plans")
+
+    payload = create(planner)["data"]["createStripeSubscriptionPlan"]
+
+    assert codes(payload) == [(None, "STRIPE_API_ERROR")]
+    assert payload["plan"]["isCreatedAtStripe"] is False
+    row = StripeSubscriptionPlan.objects.get()
+    assert payload["plan"]["stripePlanId"] == row.stripe_plan_id and not row.is_created_at_stripe
+    row.create_at_stripe()  # e.g. from the admin: finds the plan Stripe made
+    assert [plan["id"] for plan in plans_at_fake(fake_stripe)] == [row.stripe_plan_id]
+
+
+@pytest.mark.parametrize(
+    "who", ["anonymous", "user", "staff-without", "staff-view-only", "staff-change-only"]
+)
+def test_create_plan_needs_add_stripesubscriptionplan(fake_stripe, user, who):
+    clients = {
+        "anonymous": Client,
+        "user": lambda: signed_in(user),
+        "staff-without": lambda: signed_in(staff("carol")),
+        "staff-view-only": lambda: signed_in(staff("dave", "view_stripesubscriptionplan")),
+        "staff-change-only": lambda: signed_in(staff("erin", "change_stripesubscriptionplan")),
+    }
+
+    body = create(clients[who]())
+
+    assert body["data"] == {"createStripeSubscriptionPlan": None}
+    assert [error["extensions"]["code"] for error in body["errors"]] == ["PERMISSION_DENIED"]
+    assert not StripeSubscriptionPlan.objects.exists() and fake_stripe.proxy.calls() == []

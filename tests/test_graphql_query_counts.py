@@ -1,0 +1,83 @@
+"""Every connection resolves a page, nested objects included, in a constant number of SQL queries."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from .graphql_helpers import (
+    VIEW_PERMISSIONS,
+    gql,
+    make_charges,
+    make_coupons,
+    make_customers,
+    make_plans,
+    make_subscriptions,
+    make_user,
+)
+
+pytestmark = pytest.mark.django_db
+
+CARD = "{ id brand last4 expMonth expYear country funding }"
+CUSTOMER = f"id stripeCustomerId isActive sources {CARD} defaultSource defaultSourceCard {CARD} created"
+PLAN = "id stripePlanId name amount currency interval intervalCount trialPeriodDays"
+COUPON = "id couponId amountOff percentOff currency duration redeemBy timesRedeemed valid isDeleted"
+
+QUERIES = {
+    "stripeCharges": f"{{ stripeCharges(first: $n) {{ totalCount edges {{ node {{ id amount comment "
+    f"isCharged customer {{ {CUSTOMER} }} }} }} }} }}",
+    "stripeSubscriptions": f"{{ stripeSubscriptions(first: $n) {{ totalCount edges {{ node {{ id status "
+    f"plan {{ {PLAN} }} coupon {{ {COUPON} }} }} }} }} }}",
+    "stripeCustomers": f"{{ stripeCustomers(first: $n) {{ totalCount edges {{ node {{ {CUSTOMER} }} }} }} }}",
+    "stripeSubscriptionPlans": f"{{ stripeSubscriptionPlans(first: $n) {{ edges {{ node {{ {PLAN} }} }} }} }}"
+    "",
+    "stripeCoupons": f"{{ stripeCoupons(first: $n) {{ edges {{ node {{ {COUPON} }} }} }} }}",
+}
+
+# Queries of one request with a session: the session, the user, the user's and the groups'
+# permissions, then COUNT and the page of the connection.
+EXPECTED = 6  # the same for a page of 10 and of 100
+
+
+def rows_for(field, user, count):
+    """``count`` rows for ``field``, each with its own nested objects (none shares a customer/plan/coupon)."""
+    if field == "stripeCharges":
+        for customer in make_customers(user, count):
+            make_charges(user, customer)
+    elif field == "stripeSubscriptions":
+        for i, (plan, coupon) in enumerate(zip(make_plans(count), make_coupons(count), strict=True)):
+            make_subscriptions(user, plan, coupon if i % 2 else None)
+    elif field == "stripeCustomers":
+        make_customers(user, count)
+    elif field == "stripeSubscriptionPlans":
+        make_plans(count)
+    else:
+        make_coupons(count)
+
+
+def measure(client, field, size):
+    query = "query($n: Int) " + QUERIES[field]
+    with CaptureQueriesContext(connection) as captured:
+        body = gql(client, query, {"n": size})
+    assert "errors" not in body, body
+    assert len(body["data"][field]["edges"]) == size
+    return len(captured)
+
+
+@pytest.mark.parametrize("field", QUERIES)
+def test_a_page_of_10_and_of_100_take_the_same_queries(client, field):
+    staff = make_user("staff", *VIEW_PERMISSIONS, is_staff=True)
+    rows_for(field, make_user("payer"), 100)
+    client.force_login(staff)
+    ten, hundred = measure(client, field, 10), measure(client, field, 100)
+    assert ten == hundred == EXPECTED, (ten, hundred)
+
+
+@pytest.mark.parametrize("field", ["stripeCharges", "stripeSubscriptions", "stripeCustomers"])
+def test_owner_pages_take_the_same_queries(client, field):
+    owner = make_user("owner")
+    rows_for(field, owner, 100)
+    client.force_login(owner)
+    ten, hundred = measure(client, field, 10), measure(client, field, 100)
+    assert ten == hundred == EXPECTED, (ten, hundred)
