@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.db import router, transaction
 from django.utils import timezone
 
-from aa_stripe import stripe_api
-from aa_stripe.exceptions import AaStripeError
+from aa_stripe.management.sync import WRITE_BATCH, newer_than_page, sync_pages, update_unseen
 from aa_stripe.models import StripeCoupon
 
 # Columns a Stripe coupon fills (see StripeCoupon.values_from_stripe) plus our bookkeeping.
@@ -23,31 +21,6 @@ SYNCED_FIELDS = [
     "is_deleted",
     "updated",
 ]
-#: A row whose last webhook event is this close to (or after) the time a page was requested may
-#: hold newer data than the page: it is left alone (Stripe's event times have 1-second resolution
-#: and the clocks of Stripe and this host differ a little).
-FRESHNESS_MARGIN = timedelta(seconds=5)
-WRITE_BATCH = 500
-
-
-def timed_pages(
-    service: str, params: Mapping[str, Any] | None = None
-) -> Iterator[tuple[datetime, list[dict[str, Any]]]]:
-    """``stripe_api.iterate_pages`` with the time each page was requested (before the request)."""
-    pages = stripe_api.iterate_pages(service, params)
-    while True:
-        requested_at = timezone.now()
-        page = next(pages, None)
-        if page is None:
-            return
-        yield requested_at, page
-
-
-def newer_than_page(last_event_at: datetime | None, requested_at: datetime | None) -> bool:
-    """True when a webhook may have written the row after Stripe answered the page."""
-    if last_event_at is None or requested_at is None:
-        return False
-    return last_event_at >= requested_at - FRESHNESS_MARGIN
 
 
 class Command(BaseCommand):
@@ -58,23 +31,11 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        verbosity = int(options.get("verbosity", 1))
+        self.verbosity = int(options.get("verbosity", 1))
         started = timezone.now()
-        seen: set[str] = set()  # ids only (~100 bytes each); pages are not kept
-        totals: Counter[str] = Counter()
-        try:
-            for requested_at, page in timed_pages("coupons"):
-                totals.update(self._sync_page(page, requested_at))
-                seen.update(coupon["id"] for coupon in page)
-                if verbosity >= 2:
-                    self.stdout.write(f"  {len(seen)} coupons read from Stripe")
-        except AaStripeError as err:
-            raise CommandError(
-                f"refresh_coupons: Stripe error after {len(seen)} coupons "
-                f"({totals['created']} created, {totals['updated']} updated): {err.message}"
-            ) from err
-        deleted = self._mark_vanished(seen, started)
-        if verbosity >= 1:
+        seen, totals = sync_pages(self, "coupons", self._sync_page)
+        deleted = update_unseen(StripeCoupon.objects.all(), "coupon_id", seen, started, is_deleted=True)
+        if self.verbosity >= 1:
             self.stdout.write(
                 f"refresh_coupons: {len(seen)} at Stripe; {totals['created']} created, "
                 f"{totals['updated']} updated, {totals['unchanged']} unchanged, {deleted} marked deleted"
@@ -119,20 +80,3 @@ class Command(BaseCommand):
         counts.update(created=len(to_create), updated=len(to_update))
         counts["unchanged"] = len(page) - counts["created"] - counts["updated"] - counts["skipped"]
         return counts
-
-    def _mark_vanished(self, seen: set[str], started: datetime) -> int:
-        """Mark deleted the live rows Stripe did not list; rows written during the run are spared
-        (a coupon created meanwhile is newer than the listing), the next run checks them."""
-        candidates = StripeCoupon.objects.filter(updated__lt=started)
-        vanished = [
-            pk
-            for pk, coupon_id in candidates.values_list("pk", "coupon_id").iterator(chunk_size=2000)
-            if coupon_id not in seen
-        ]
-        marked = 0
-        for start in range(0, len(vanished), WRITE_BATCH):
-            batch = vanished[start : start + WRITE_BATCH]
-            marked += StripeCoupon.objects.filter(pk__in=batch, updated__lt=started).update(
-                is_deleted=True, updated=timezone.now()
-            )
-        return marked

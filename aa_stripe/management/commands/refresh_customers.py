@@ -6,17 +6,17 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.db import router, transaction
 from django.utils import timezone
 
 from aa_stripe import stripe_api
-from aa_stripe.exceptions import AaStripeError
-from aa_stripe.management.commands.refresh_coupons import (
+from aa_stripe.management.sync import (
     FRESHNESS_MARGIN,
     WRITE_BATCH,
     newer_than_page,
-    timed_pages,
+    sync_pages,
+    update_unseen,
 )
 from aa_stripe.models import StripeCustomer
 
@@ -51,23 +51,12 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        verbosity = int(options.get("verbosity", 1))
+        self.verbosity = int(options.get("verbosity", 1))
         started = timezone.now()
-        seen: set[str] = set()  # ids only (~100 bytes each); pages are not kept
-        totals: Counter[str] = Counter()
-        try:
-            for requested_at, page in timed_pages("customers", list_params()):
-                totals.update(self._sync_page(page, requested_at))
-                seen.update(customer["id"] for customer in page)
-                if verbosity >= 2:
-                    self.stdout.write(f"  {len(seen)} customers read from Stripe")
-        except AaStripeError as err:
-            raise CommandError(
-                f"refresh_customers: Stripe error after {len(seen)} customers "
-                f"({totals['updated']} local customers updated): {err.message}"
-            ) from err
-        deactivated = self._deactivate_vanished(seen, started)
-        if verbosity >= 1:
+        seen, totals = sync_pages(self, "customers", self._sync_page, list_params())
+        active = StripeCustomer.objects.filter(is_active=True, is_created_at_stripe=True)
+        deactivated = update_unseen(active, "stripe_customer_id", seen, started, is_active=False)
+        if self.verbosity >= 1:
             self.stdout.write(
                 f"refresh_customers: {len(seen)} at Stripe; {totals['updated']} local customers updated, "
                 f"{totals['unchanged']} unchanged, {deactivated} no longer at Stripe marked inactive"
@@ -95,19 +84,3 @@ class Command(BaseCommand):
             StripeCustomer.objects.bulk_update(changed, SYNCED_FIELDS, batch_size=WRITE_BATCH)
         counts["updated"] = len(changed)
         return counts
-
-    def _deactivate_vanished(self, seen: set[str], started: datetime) -> int:
-        """Mark inactive the customers Stripe did not list; rows written during the run are spared
-        (a customer created meanwhile is newer than the listing), the next run checks them."""
-        active = StripeCustomer.objects.filter(is_active=True, is_created_at_stripe=True, updated__lt=started)
-        vanished = [
-            pk
-            for pk, customer_id in active.values_list("pk", "stripe_customer_id").iterator(chunk_size=2000)
-            if customer_id not in seen
-        ]
-        marked = 0
-        for start in range(0, len(vanished), WRITE_BATCH):
-            marked += StripeCustomer.objects.filter(
-                pk__in=vanished[start : start + WRITE_BATCH], is_active=True, updated__lt=started
-            ).update(is_active=False, updated=timezone.now())
-        return marked
