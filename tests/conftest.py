@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
-from aa_stripe.models import StripeCustomer, StripeSubscriptionPlan
+from aa_stripe.models import StripeCharge, StripeCustomer, StripeSubscriptionPlan
 
 
 @pytest.fixture
@@ -44,3 +44,21 @@ def plan(fake_stripe: Any, db: Any) -> StripeSubscriptionPlan:
     )
     plan.create_at_stripe()
     return plan
+
+
+@pytest.fixture
+def charged(fake_stripe: Any, customer: StripeCustomer, user: Any) -> StripeCharge:
+    """A 1000-cent charge of ``user``'s card made at the fake Stripe."""
+    charge = StripeCharge.objects.create(user=user, amount=1000, description="Order #1")
+    charge.charge()
+    return charge
+
+
+@pytest.fixture
+def staff_client(client: Any, db: Any) -> Any:
+    """The test client logged in as a superuser (``support``), for the admin pages."""
+    admin = get_user_model().objects.create_superuser(
+        username="support", email="support@example.com", password="pw"
+    )
+    client.force_login(admin)
+    return client

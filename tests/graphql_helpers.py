@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.test import Client
 from graphql_relay import from_global_id, to_global_id
 
 from aa_stripe.models import (
@@ -40,6 +41,18 @@ def gql(client: Any, query: str, variables: dict[str, Any] | None = None, **extr
     return body
 
 
+def codes(payload: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """The ``(field, code)`` of every error in a mutation payload."""
+    return [(error["field"], error["code"]) for error in payload["errors"]]
+
+
+def assert_denied(body: dict[str, Any], name: str) -> None:
+    """``name`` resolved to null with exactly one PERMISSION_DENIED error."""
+    assert body["data"] == {name: None}
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "PERMISSION_DENIED"
+
+
 # ---------------------------------------------------------------------------------------------
 # Rows made directly with the ORM (no Stripe): fast, and deterministic where it matters.
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +75,24 @@ def make_user(username: str, *codenames: str, is_staff: bool = False) -> Any:
         assert perms.count() == len(codenames), codenames
         user.user_permissions.add(*perms)
     return user
+
+
+def make_viewer(username: str) -> Any:
+    """A staff user with every ``aa_stripe`` view permission."""
+    return make_user(username, *VIEW_PERMISSIONS, is_staff=True)
+
+
+def staff(username: str, *codenames: str) -> Any:
+    """A staff user with ``aa_stripe`` permissions ``codenames``, loaded afresh (no stale perm cache)."""
+    user = make_user(username, *codenames, is_staff=True)
+    return get_user_model().objects.get(pk=user.pk)
+
+
+def signed_in(user: Any) -> Client:
+    """A test client logged in as ``user``."""
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def card(number: int) -> dict[str, Any]:

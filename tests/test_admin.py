@@ -30,15 +30,6 @@ pytestmark = pytest.mark.django_db
 DECLINED_ON_CHARGE = "4000000000000341"
 
 
-@pytest.fixture
-def staff_client(client, db):
-    admin = get_user_model().objects.create_superuser(
-        username="support", email="support@example.com", password="pw"
-    )
-    client.force_login(admin)
-    return client
-
-
 def changelist_url(model) -> str:
     return reverse(f"admin:aa_stripe_{model._meta.model_name}_changelist")
 

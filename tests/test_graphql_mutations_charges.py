@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 from graphql_relay import to_global_id
 
 from aa_stripe.models import StripeCharge
 from tests.conftest import make_customer
-from tests.graphql_helpers import gql
+from tests.graphql_helpers import assert_denied, codes, gql, signed_in, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -30,30 +28,6 @@ mutation($input: CreateStripeChargeInput!) {{
 REFUND = f"""
 mutation($input: RefundStripeChargeInput!) {{ refundStripeCharge(input: $input) {{ {CHARGE_FIELDS} }} }}
 """
-
-
-def staff(username: str, *codenames: str):
-    user = get_user_model().objects.create_user(username=username, password="pw", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="aa_stripe", codename__in=codenames)
-    )
-    return get_user_model().objects.get(pk=user.pk)  # a fresh object: no stale permission cache
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def assert_denied(body: dict, name: str) -> None:
-    assert body["data"] == {name: None}
-    [error] = body["errors"]
-    assert error["extensions"]["code"] == "PERMISSION_DENIED"
-
-
-def codes(payload: dict) -> list[tuple[str | None, str]]:
-    return [(error["field"], error["code"]) for error in payload["errors"]]
 
 
 @pytest.fixture
@@ -80,11 +54,10 @@ def refund(client: Client, charge, amount: int | None = None) -> dict:
 
 
 @pytest.fixture
-def charged(fake_stripe, customer, user) -> StripeCharge:
-    charge = StripeCharge.objects.create(user=user, amount=1000, description="Order #1")
-    charge.charge()
-    fake_stripe.proxy.reset()  # forget the fixtures' calls
-    return charge
+def charged(fake_stripe, charged) -> StripeCharge:
+    """The shared ``charged`` (conftest), with the fixtures' calls forgotten."""
+    fake_stripe.proxy.reset()
+    return charged
 
 
 # --- createStripeCharge -----------------------------------------------------------------------

@@ -8,8 +8,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 from graphql_relay import to_global_id
@@ -17,7 +15,7 @@ from graphql_relay import to_global_id
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import StripeInvalidRequestError
 from aa_stripe.models import StripeCoupon
-from tests.graphql_helpers import gql
+from tests.graphql_helpers import assert_denied, codes, gql, signed_in, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -38,29 +36,6 @@ mutation($input: UpdateStripeCouponInput!) {{ updateStripeCoupon(input: $input) 
 DELETE = f"""
 mutation($input: DeleteStripeCouponInput!) {{ deleteStripeCoupon(input: $input) {{ {COUPON_FIELDS} }} }}
 """
-
-
-def staff(username: str, *codenames: str):
-    user = get_user_model().objects.create_user(username=username, password="pw", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="aa_stripe", codename__in=codenames)
-    )
-    return get_user_model().objects.get(pk=user.pk)  # a fresh object: no stale permission cache
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def codes(payload: dict) -> list[tuple[str | None, str]]:
-    return [(error["field"], error["code"]) for error in payload["errors"]]
-
-
-def assert_denied(body: dict, name: str) -> None:
-    assert body["data"] == {name: None}
-    assert [error["extensions"]["code"] for error in body["errors"]] == ["PERMISSION_DENIED"]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from django.test import Client
@@ -15,7 +14,7 @@ from graphql_relay import to_global_id
 
 from aa_stripe.models import StripeCustomer
 from tests.conftest import make_customer
-from tests.graphql_helpers import GRAPHQL_URL, gql
+from tests.graphql_helpers import GRAPHQL_URL, assert_denied, gql, signed_in, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -36,26 +35,6 @@ mutation($input: AddStripeCustomerSourceInput!) {
   }
 }
 """
-
-
-def staff(username: str, *codenames: str):
-    user = get_user_model().objects.create_user(username=username, password="pw", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="aa_stripe", codename__in=codenames)
-    )
-    return get_user_model().objects.get(pk=user.pk)  # a fresh object: no stale permission cache
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def assert_denied(body: dict, name: str) -> None:
-    assert body["data"] == {name: None}
-    [error] = body["errors"]
-    assert error["extensions"]["code"] == "PERMISSION_DENIED"
 
 
 def create(client: Client, token, **extra) -> dict:

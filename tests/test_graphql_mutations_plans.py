@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 from graphql_relay import to_global_id
 
 from aa_stripe.models import StripeSubscriptionPlan
-from tests.graphql_helpers import gql
+from tests.graphql_helpers import codes, gql, signed_in, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -24,24 +22,6 @@ mutation($input: CreateStripeSubscriptionPlanInput!) {
   }
 }
 """
-
-
-def staff(username: str, *codenames: str):
-    user = get_user_model().objects.create_user(username=username, password="pw", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="aa_stripe", codename__in=codenames)
-    )
-    return get_user_model().objects.get(pk=user.pk)  # a fresh object: no stale permission cache
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def codes(payload: dict) -> list[tuple[str | None, str]]:
-    return [(error["field"], error["code"]) for error in payload["errors"]]
 
 
 @pytest.fixture

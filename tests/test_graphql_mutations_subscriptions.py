@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 from graphql_relay import to_global_id
 
 from aa_stripe.models import StripeCoupon, StripeSubscription, StripeSubscriptionPlan
 from tests.conftest import make_customer
-from tests.graphql_helpers import gql
+from tests.graphql_helpers import assert_denied, codes, gql, signed_in, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -31,30 +29,6 @@ mutation($input: CancelStripeSubscriptionInput!) {{
   cancelStripeSubscription(input: $input) {{ {SUBSCRIPTION_FIELDS} }}
 }}
 """
-
-
-def staff(username: str, *codenames: str):
-    user = get_user_model().objects.create_user(username=username, password="pw", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="aa_stripe", codename__in=codenames)
-    )
-    return get_user_model().objects.get(pk=user.pk)  # a fresh object: no stale permission cache
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def assert_denied(body: dict, name: str) -> None:
-    assert body["data"] == {name: None}
-    [error] = body["errors"]
-    assert error["extensions"]["code"] == "PERMISSION_DENIED"
-
-
-def codes(payload: dict) -> list[tuple[str | None, str]]:
-    return [(error["field"], error["code"]) for error in payload["errors"]]
 
 
 def subscribe(client: Client, plan, **extra) -> dict:

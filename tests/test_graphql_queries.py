@@ -12,7 +12,6 @@ from aa_stripe.models import StripeCharge
 
 from .graphql_helpers import (
     FIXED,
-    VIEW_PERMISSIONS,
     global_id,
     gql,
     make_charges,
@@ -21,6 +20,7 @@ from .graphql_helpers import (
     make_plans,
     make_subscriptions,
     make_user,
+    make_viewer,
 )
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def world(client):
     coupon; one plan at Stripe and one not."""
     owner, other = make_user("alice"), make_user("bob")
     staff = make_user("staff", is_staff=True)
-    staff_perm = make_user("staffperm", *VIEW_PERMISSIONS, is_staff=True)
+    staff_perm = make_viewer("staffperm")
     plan, hidden_plan = make_plans()[0], make_plans(is_created_at_stripe=False)[0]
     coupon, deleted = make_coupons(1)[0], make_coupons(1, prefix="GONE", is_deleted=True)[0]
     rows = {}
@@ -222,8 +222,8 @@ def test_customer_shows_cards_never_token_json(world):
 
 
 @pytest.fixture
-def staff_client(client):
-    client.force_login(make_user("filterstaff", *VIEW_PERMISSIONS, is_staff=True))
+def viewer_client(client):
+    client.force_login(make_viewer("filterstaff"))
     return client
 
 
@@ -243,28 +243,28 @@ def descriptions(body, field):
         ('createdGte: "2023-06-01T00:00:00Z", createdLte: "2023-12-31T00:00:00Z"', ["old"]),
     ],
 )
-def test_charge_filters(staff_client, arguments, expected):
+def test_charge_filters(viewer_client, arguments, expected):
     user = make_user("payer")
     make_charges(user, None, description="charged", is_charged=True)
     make_charges(user, None, description="refunded", is_charged=True, is_refunded=True)
     make_charges(user, None, description="declined", charge_attempt_failed=True)
     old = make_charges(user, None, description="old")[0]
     StripeCharge.objects.filter(pk=old.pk).update(created=FIXED - timedelta(days=200))
-    body = gql(staff_client, f"{{ stripeCharges({arguments}) {{ edges {{ node {{ description }} }} }} }}")
+    body = gql(viewer_client, f"{{ stripeCharges({arguments}) {{ edges {{ node {{ description }} }} }} }}")
     assert descriptions(body, "stripeCharges") == expected
 
 
-def test_charges_are_newest_first(staff_client):
+def test_charges_are_newest_first(viewer_client):
     user = make_user("payer")
     charges = make_charges(user, None, count=3)
     for days, charge in enumerate(charges):
         StripeCharge.objects.filter(pk=charge.pk).update(created=FIXED - timedelta(days=days))
-    body = gql(staff_client, "{ stripeCharges { edges { node { id created } } } }")
+    body = gql(viewer_client, "{ stripeCharges { edges { node { id created } } } }")
     got = [edge["node"]["id"] for edge in body["data"]["stripeCharges"]["edges"]]
     assert got == [global_id("StripeCharge", c.pk) for c in charges]
 
 
-def test_customer_and_subscription_and_coupon_filters(staff_client):
+def test_customer_and_subscription_and_coupon_filters(viewer_client):
     user = make_user("payer")
     active, inactive = make_customers(user)[0], make_customers(user, prefix="inactive", is_active=False)[0]
     plan = make_plans()[0]
@@ -274,7 +274,7 @@ def test_customer_and_subscription_and_coupon_filters(staff_client):
     make_coupons(prefix="DEAD", is_deleted=True)
 
     def values(query, field, key):
-        body = gql(staff_client, query)
+        body = gql(viewer_client, query)
         return sorted(edge["node"][key] for edge in body["data"][field]["edges"])
 
     assert values(

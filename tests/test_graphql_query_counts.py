@@ -6,16 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from .graphql_helpers import (
-    VIEW_PERMISSIONS,
-    gql,
-    make_charges,
-    make_coupons,
-    make_customers,
-    make_plans,
-    make_subscriptions,
-    make_user,
-)
+from . import graphql_helpers as gh
 
 pytestmark = pytest.mark.django_db
 
@@ -43,23 +34,23 @@ EXPECTED = 6  # the same for a page of 10 and of 100
 def rows_for(field, user, count):
     """``count`` rows for ``field``, each with its own nested objects (none shares a customer/plan/coupon)."""
     if field == "stripeCharges":
-        for customer in make_customers(user, count):
-            make_charges(user, customer)
+        for customer in gh.make_customers(user, count):
+            gh.make_charges(user, customer)
     elif field == "stripeSubscriptions":
-        for i, (plan, coupon) in enumerate(zip(make_plans(count), make_coupons(count), strict=True)):
-            make_subscriptions(user, plan, coupon if i % 2 else None)
+        for i, (plan, coupon) in enumerate(zip(gh.make_plans(count), gh.make_coupons(count), strict=True)):
+            gh.make_subscriptions(user, plan, coupon if i % 2 else None)
     elif field == "stripeCustomers":
-        make_customers(user, count)
+        gh.make_customers(user, count)
     elif field == "stripeSubscriptionPlans":
-        make_plans(count)
+        gh.make_plans(count)
     else:
-        make_coupons(count)
+        gh.make_coupons(count)
 
 
 def measure(client, field, size):
     query = "query($n: Int) " + QUERIES[field]
     with CaptureQueriesContext(connection) as captured:
-        body = gql(client, query, {"n": size})
+        body = gh.gql(client, query, {"n": size})
     assert "errors" not in body, body
     assert len(body["data"][field]["edges"]) == size
     return len(captured)
@@ -67,8 +58,8 @@ def measure(client, field, size):
 
 @pytest.mark.parametrize("field", QUERIES)
 def test_a_page_of_10_and_of_100_take_the_same_queries(client, field):
-    staff = make_user("staff", *VIEW_PERMISSIONS, is_staff=True)
-    rows_for(field, make_user("payer"), 100)
+    staff = gh.make_viewer("staff")
+    rows_for(field, gh.make_user("payer"), 100)
     client.force_login(staff)
     ten, hundred = measure(client, field, 10), measure(client, field, 100)
     assert ten == hundred == EXPECTED, (ten, hundred)
@@ -76,7 +67,7 @@ def test_a_page_of_10_and_of_100_take_the_same_queries(client, field):
 
 @pytest.mark.parametrize("field", ["stripeCharges", "stripeSubscriptions", "stripeCustomers"])
 def test_owner_pages_take_the_same_queries(client, field):
-    owner = make_user("owner")
+    owner = gh.make_user("owner")
     rows_for(field, owner, 100)
     client.force_login(owner)
     ten, hundred = measure(client, field, 10), measure(client, field, 100)

@@ -19,17 +19,7 @@ from graphql import (
 
 from aa_stripe_graphql.schema import schema
 
-from .graphql_helpers import (
-    VIEW_PERMISSIONS,
-    gql,
-    make_charges,
-    make_coupons,
-    make_customers,
-    make_plans,
-    make_subscriptions,
-    make_user,
-    normalize_ids,
-)
+from . import graphql_helpers as gh
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schema.graphql"
 EXPORT = (
@@ -125,20 +115,20 @@ SHAPES = {
 
 @pytest.fixture
 def shapes_data(db):
-    owner = make_user("alice")
-    customer = make_customers(owner)[0]
+    owner = gh.make_user("alice")
+    customer = gh.make_customers(owner)[0]
     for number in (1, 2):
-        make_charges(
+        gh.make_charges(
             owner, customer, stripe_charge_id=f"ch_{number}", is_charged=True, statement_descriptor="SHOP"
         )
-    plan = make_plans(prefix="plan_gold_")[0]
-    make_subscriptions(owner, plan, make_coupons()[0], prefix="sub_alice_")
+    plan = gh.make_plans(prefix="plan_gold_")[0]
+    gh.make_subscriptions(owner, plan, gh.make_coupons()[0], prefix="sub_alice_")
     return owner
 
 
 @pytest.mark.parametrize("name", SHAPES)
 def test_response_shapes(client, shapes_data, name, snapshot):
-    client.force_login(make_user("staff", *VIEW_PERMISSIONS, is_staff=True))
-    body = gql(client, SHAPES[name])
+    client.force_login(gh.make_viewer("staff"))
+    body = gh.gql(client, SHAPES[name])
     assert "errors" not in body, body
-    assert normalize_ids(body) == snapshot
+    assert gh.normalize_ids(body) == snapshot

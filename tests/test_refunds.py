@@ -12,13 +12,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def charged(fake_stripe, customer, user) -> StripeCharge:
-    charge = StripeCharge.objects.create(user=user, amount=1000, description="Order #1")
-    charge.charge()
-    return charge
-
-
-@pytest.fixture
 def refunded_signals():
     received = []
 

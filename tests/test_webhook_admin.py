@@ -23,15 +23,6 @@ CHANGELIST = "admin:aa_stripe_stripewebhook_changelist"
 
 
 @pytest.fixture
-def staff_client(client, db):
-    admin = get_user_model().objects.create_superuser(
-        username="support", email="support@example.com", password="pw"
-    )
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
 def failing_ids():
     """Ids whose parse raises (a webhook_pre_parse receiver) while in the set."""
     failing: set[str] = set()

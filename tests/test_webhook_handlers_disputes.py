@@ -18,13 +18,6 @@ from tests.test_webhook_handlers_charges import at_fake, charge_object
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def charged(fake_stripe, customer, user) -> StripeCharge:
-    charge = StripeCharge.objects.create(user=user, amount=1000, description="Order #1")
-    charge.charge()
-    return charge
-
-
 def dispute_object(charge_id: Any, **overrides: Any) -> dict[str, Any]:
     values = {
         "id": f"dp_{uuid.uuid4().hex[:24]}",
