@@ -288,3 +288,26 @@ def test_refund_needs_change_stripecharge(fake_stripe, charged, user, other_user
     assert_denied(refund(clients[who], "nonsense"), "refundStripeCharge")  # before any lookup
     charged.refresh_from_db()
     assert charged.amount_refunded == 0 and fake_stripe.proxy.calls() == []
+
+
+def test_a_charge_the_cron_took_first_is_returned_not_deleted(fake_stripe, customer, user, cashier):
+    """The new row is committed before charge(): charge_stripe on another host may charge it first.
+    The mutation must return that charge, never delete the row of money Stripe already took."""
+    from django.core.management import call_command
+    from django.db.models.signals import post_save
+
+    def cron_runs_now(sender, instance, created, **kwargs):
+        if created:
+            post_save.disconnect(cron_runs_now, sender=StripeCharge)
+            call_command("charge_stripe", verbosity=0)
+
+    post_save.connect(cron_runs_now, sender=StripeCharge, weak=False)
+    try:
+        payload = create(cashier, user)["data"]["createStripeCharge"]
+    finally:
+        post_save.disconnect(cron_runs_now, sender=StripeCharge)
+
+    assert payload["errors"] == [] and payload["charge"]["isCharged"] is True
+    row = StripeCharge.objects.get()
+    assert row.is_charged
+    assert len(fake_stripe.get("/v1/charges", customer=customer.stripe_customer_id)["data"]) == 1

@@ -176,6 +176,32 @@ def test_unknown_outcome_keeps_the_row_and_asking_again_replays(fake_stripe, cus
     assert sent.idempotency_key == retry.idempotency_key == f"subscription:{row.uuid}" and retry.replayed
 
 
+def test_a_failure_after_stripe_acted_keeps_the_row_and_the_retry_replays(fake_stripe, customer, plan):
+    """A database error on the save after Stripe's answer must not roll back the row (and its
+    idempotency key): the retry then replays the same subscription instead of making a second."""
+    from django.db import OperationalError
+    from django.db.models.signals import pre_save
+
+    def fail_once_after_stripe(sender, instance, **kwargs):  # the UPDATE itself fails
+        if instance.is_created_at_stripe:
+            pre_save.disconnect(fail_once_after_stripe, sender=StripeSubscription)
+            raise OperationalError("lock timeout")
+
+    pre_save.connect(fail_once_after_stripe, sender=StripeSubscription, weak=False)
+    client = signed_in(customer.user)
+    try:
+        first = gql(client, CREATE, {"input": {"plan": to_global_id("StripeSubscriptionPlan", plan.pk)}})
+    finally:
+        pre_save.disconnect(fail_once_after_stripe, sender=StripeSubscription)
+    assert first["errors"][0]["extensions"]["code"] == "INTERNAL_ERROR"
+    assert StripeSubscription.objects.count() == 1  # the row survived
+
+    again = subscribe(client, plan)
+
+    assert again["errors"] == []
+    assert len(subscriptions_at_fake(fake_stripe)) == 1 and StripeSubscription.objects.count() == 1
+
+
 def test_create_subscription_needs_a_signed_in_user(fake_stripe, plan):
     fake_stripe.proxy.reset()
 

@@ -102,6 +102,9 @@ class StripeSubscription(StripeBasicModel):
             "customer": customer.stripe_customer_id,
             "items": [{"plan": self.plan.stripe_plan_id}],
             "metadata": self.metadata or {},
+            # A declined first payment is a card error (402), as with charges, instead of an
+            # "incomplete" subscription that Stripe's default (allow_incomplete) would create.
+            "payment_behavior": "error_if_incomplete",
         }
         if self.coupon_id and self.coupon.is_deleted:
             raise StripeMethodNotAllowed(f"The coupon {self.coupon.coupon_id} is deleted.")

@@ -61,8 +61,19 @@ def _charge_now(charge: StripeCharge) -> dict[str, Any]:
         if charge.charge() is None:
             return {"charge": charge, "errors": [_decline(charge)]}
     except StripeMethodNotAllowed as err:
-        charge.delete()  # refused before Stripe was called (e.g. the card was removed meanwhile)
-        return {"errors": [error_from_exception(err, "user")]}
+        # The row is committed, so the charge_stripe command may have charged it meanwhile: never
+        # delete a row Stripe may have acted on, only one refused before any call (no customer).
+        charge.refresh_from_db()
+        if charge.is_charged:
+            return {"charge": charge}
+        if (
+            isinstance(err, StripeNoActiveCustomer)
+            and not charge.stripe_charge_id
+            and not charge.attempt_started_at
+        ):
+            charge.delete()
+            return {"errors": [error_from_exception(err, "user")]}
+        return with_error("charge", charge, err, "charge")
     except StripeAPIError as err:
         return with_error("charge", charge, err)
     return {"charge": charge}

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from django.db import transaction
 
 from aa_stripe.error_codes import ErrorCode
 from aa_stripe.exceptions import (
@@ -90,22 +89,21 @@ class CreateStripeSubscription(StripeMutation):
         values = metadata_object(metadata)
         if StripeCustomer.get_latest_active_customer_for_user(user) is None:
             raise UserError(ErrorCode.NO_ACTIVE_CUSTOMER, "Add a card first: you have no active customer.")
-        unknown: StripeInternalError | None = None
+        row = _pending_row(user, found_plan, found_coupon, values) or StripeSubscription(
+            user=user, plan=found_plan, coupon=found_coupon, metadata=values
+        )
+        # Committed before Stripe is called (the view is non-atomic): whatever fails after Stripe
+        # acted, the row and its idempotency key survive, and a retry replays instead of subscribing
+        # again. Only a definite refusal removes it.
+        row.save()
         try:
-            with transaction.atomic():
-                row = _pending_row(user, found_plan, found_coupon, values) or StripeSubscription(
-                    user=user, plan=found_plan, coupon=found_coupon, metadata=values
-                )
-                row.save()
-                try:
-                    row.create_at_stripe()
-                except StripeInternalError as err:
-                    row.save()  # keeps the customer chosen, so that a retry sends the same request
-                    unknown = err
-        except AaStripeError as err:
+            row.create_at_stripe()
+        except StripeInternalError as err:
+            row.save()  # keeps the customer chosen, so that a retry sends the same request
+            return with_error("subscription", row, err)
+        except AaStripeError as err:  # refused here or by Stripe: nothing was created there
+            row.delete()
             return {"errors": [error_from_exception(err, _error_field(err))]}
-        if unknown is not None:
-            return with_error("subscription", row, unknown)
         return {"subscription": row}
 
 
