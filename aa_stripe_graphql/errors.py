@@ -11,7 +11,7 @@ import graphene
 from graphql import GraphQLError
 
 from aa_stripe.error_codes import ErrorCode, error_code_for
-from aa_stripe.exceptions import AaStripeError, StripeAPIError
+from aa_stripe.exceptions import AaStripeError, StripeAPIError, StripeInternalError
 
 logger = logging.getLogger("aa_stripe_graphql")
 
@@ -61,14 +61,40 @@ def stripe_error(
     return {"field": field, "message": message, "code": code.value, "decline_code": decline_code}
 
 
+# Shown instead of Stripe's text for STRIPE_API_ERROR: that text is for developers (stripe-python's
+# network errors, a masked API key on a 401) and is logged instead.
+UNREACHABLE_MESSAGE = "Stripe could not be reached; nothing was done twice. Please try again."
+SERVICE_ERROR_MESSAGE = "Payment service error."
+
+
 def error_from_exception(error: AaStripeError, field: str | None = None) -> dict:
-    """A payload error for one of the library's exceptions."""
+    """A payload error for one of the library's exceptions.
+
+    A declined card keeps Stripe's message (it is written for the customer), and so do refused
+    requests (they name the parameter, never a key). Other Stripe failures (network, 5xx, rate
+    limits, a bad API key, a reused idempotency key) get a fixed message; the detail goes to the
+    ``aa_stripe_graphql`` logger.
+    """
+    code = error_code_for(error)
     decline_code = getattr(error, "decline_code", None) or (
         error.code if isinstance(error, StripeAPIError) and error.code else None
     )
-    if error_code_for(error) is not ErrorCode.CARD_DECLINED:
+    if code is not ErrorCode.CARD_DECLINED:
         decline_code = None
-    return stripe_error(error_code_for(error), error.message, field, decline_code)
+    message = error.message
+    if code is ErrorCode.STRIPE_API_ERROR:
+        transient = isinstance(error, StripeInternalError)
+        message = UNREACHABLE_MESSAGE if transient else SERVICE_ERROR_MESSAGE
+        logger.log(
+            logging.WARNING if transient else logging.ERROR,
+            "Stripe failure shown as %r: %s: %s (HTTP %s, request %s)",
+            message,
+            type(error).__name__,
+            error.message,
+            getattr(error, "http_status", None),
+            getattr(error, "request_id", None),
+        )
+    return stripe_error(code, message, field, decline_code)
 
 
 def permission_denied(message: str = "You do not have permission to do this.") -> GraphQLError:

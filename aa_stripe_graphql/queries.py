@@ -7,6 +7,7 @@ from typing import Any
 
 import graphene
 from graphene import relay
+from graphene.relay.node import NodeField
 from graphene_django import DjangoConnectionField
 from graphql import GraphQLError
 
@@ -85,6 +86,36 @@ class StripeConnectionField(DjangoConnectionField):
         )
 
 
+@masked
+def resolve_node(root: Any, info: Any, id: str) -> Any:
+    """graphene's ``Node.node_resolver`` without its exceptions: an id that does not parse, or names
+    an unknown type or one that is no Node, is null like an unknown row (GRAPHQL.md). A Node type's
+    own ``get_node`` still decides the rest (PERMISSION_DENIED first for sign-in-only types)."""
+    try:
+        type_name, pk = relay.Node.resolve_global_id(info, id)
+    except Exception:
+        return None
+    graphene_type = getattr(info.schema.get_type(type_name), "graphene_type", None)
+    if not (
+        isinstance(graphene_type, type)
+        and issubclass(graphene_type, graphene.ObjectType)
+        and relay.Node in graphene_type._meta.interfaces
+    ):
+        return None
+    get_node = getattr(graphene_type, "get_node", None)
+    return get_node(info, pk) if get_node else None
+
+
+class StripeNodeField(NodeField):
+    """``relay.Node.Field()`` (same schema) answering null for ids of nothing that is a Node."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(relay.Node, description=description)
+
+    def wrap_resolve(self, parent_resolver: Any) -> Any:
+        return resolve_node
+
+
 def connection(node_type: type, description: str, **arguments: Any) -> StripeConnectionField:
     return StripeConnectionField(node_type, description, **arguments)
 
@@ -101,7 +132,9 @@ class StripeQuery(graphene.ObjectType):
     class Meta:
         description = "Stripe customers, charges, subscriptions, plans and coupons (aa_stripe_graphql)."
 
-    node = relay.Node.Field(description="Any Stripe object by its global id (same rules as the lists).")
+    node = StripeNodeField(
+        "Any Stripe object by its global id (same rules as the lists); null for unknown ids."
+    )
     stripe_customers = connection(
         StripeCustomerType,
         "Your customers; all with aa_stripe.view_stripecustomer.",

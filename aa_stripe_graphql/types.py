@@ -25,7 +25,7 @@ from aa_stripe.models import (
 
 from .enums import StripeCouponDuration, StripePlanInterval, StripeSubscriptionStatus
 from .errors import masked
-from .permissions import has_perm, owned_or_all, require_perm, require_signed_in
+from .permissions import has_perm, owned_or_all, require_perm, require_signed_in, stripe_user
 
 
 def _node_pk(global_pk: Any) -> int | None:
@@ -169,7 +169,10 @@ class StripeChargeType(StripeNode):
     is_refunded = graphene.Boolean(required=True, description="Refunded in full.")
     charge_attempt_failed = graphene.Boolean(required=True, description="The last attempt was declined.")
     stripe_charge_id = graphene.String(description="Stripe's id of the charge (ch_...).")
-    customer = graphene.Field(StripeCustomerType, description="The customer charged.")
+    customer = graphene.Field(
+        StripeCustomerType,
+        description="The customer charged: yours, or any with aa_stripe.view_stripecustomer; else null.",
+    )
     created = graphene.DateTime(required=True, description="When the charge was saved here.")
     updated = graphene.DateTime(required=True, description="When the charge last changed here.")
 
@@ -184,6 +187,20 @@ class StripeChargeType(StripeNode):
     @staticmethod
     def resolve_comment(root: StripeCharge, info: Any) -> str | None:
         return root.comment if has_perm(info.context, "view_stripecharge") else None
+
+    @staticmethod
+    @masked
+    def resolve_customer(root: StripeCharge, info: Any) -> StripeCustomer | None:
+        """The rules of ``stripeCustomers``: a charge one may see does not show its customer to staff
+        with view_stripecharge alone. No SQL: the customer is select_related, and Django caches the
+        user's permissions for the request."""
+        customer = root.customer
+        if customer is None:
+            return None
+        owner = stripe_user(info.context)
+        if owner is not None and owner.pk is not None and customer.user_id == owner.pk:
+            return customer
+        return customer if has_perm(info.context, "view_stripecustomer") else None
 
     @staticmethod
     def resolve_statement_descriptor(root: StripeCharge, info: Any) -> str | None:
@@ -268,7 +285,12 @@ class StripeSubscriptionType(StripeNode):
     stripe_subscription_id = graphene.String(description="Stripe's id of the subscription (sub_...).")
     status = graphene.Field(StripeSubscriptionStatus, description="Stripe's status; null until created.")
     plan = graphene.Field(StripeSubscriptionPlanType, required=True, description="The plan subscribed to.")
-    coupon = graphene.Field(StripeCouponType, description="The coupon applied, if any.")
+    coupon = graphene.Field(
+        StripeCouponType,
+        description="The coupon applied, if any. Whoever may see the subscription sees its coupon, "
+        "also once the coupon is deleted (the coupon lists and node(id) need "
+        "aa_stripe.view_stripecoupon).",
+    )
     is_created_at_stripe = graphene.Boolean(required=True, description="Whether Stripe has the subscription.")
     end_date = graphene.Date(description="Day after which end_subscriptions cancels it.")
     canceled_at = graphene.DateTime(description="When it was canceled.")

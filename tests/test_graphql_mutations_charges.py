@@ -32,7 +32,7 @@ mutation($input: RefundStripeChargeInput!) {{ refundStripeCharge(input: $input) 
 
 @pytest.fixture
 def cashier() -> Client:
-    return signed_in(staff("cashier", "add_stripecharge", "view_stripecharge"))
+    return signed_in(staff("cashier", "add_stripecharge", "view_stripecharge", "view_stripecustomer"))
 
 
 @pytest.fixture

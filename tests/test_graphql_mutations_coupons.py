@@ -194,6 +194,27 @@ def test_invalid_input_saves_and_sends_nothing(fake_stripe, marketer, values, ex
     assert not StripeCoupon.objects.all_with_deleted().exists() and fake_stripe.proxy.calls() == []
 
 
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"amountOff": "NaN", "currency": "usd"}, "amountOff"),
+        ({"amountOff": "sNaN", "currency": "usd"}, "amountOff"),
+        ({"amountOff": "Infinity", "currency": "usd"}, "amountOff"),
+        ({"amountOff": "-Infinity", "currency": "usd"}, "amountOff"),
+        ({"percentOff": "NaN"}, "percentOff"),
+        ({"percentOff": "sNaN"}, "percentOff"),
+        ({"percentOff": "Infinity"}, "percentOff"),
+    ],
+)
+def test_not_a_finite_number_is_invalid(fake_stripe, marketer, values, field):
+    body = gql(marketer, CREATE, {"input": {"couponId": "SALE", "duration": "ONCE", **values}})
+
+    assert "errors" not in body, body
+    payload = body["data"]["createStripeCoupon"]
+    assert payload["errors"] == [{"field": field, "code": "INVALID", "message": "Must be a finite number."}]
+    assert not StripeCoupon.objects.all_with_deleted().exists() and fake_stripe.proxy.calls() == []
+
+
 def test_an_existing_live_coupon_id_already_exists(fake_stripe, marketer, coupon):
     payload = create(marketer, couponId="SALE10", percentOff="5")
 
@@ -289,7 +310,9 @@ def test_update_of_a_coupon_deleted_at_stripe_says_so(fake_stripe, marketer, cou
 
     payload = update(marketer, coupon, {"b": "2"})["data"]["updateStripeCoupon"]
 
-    assert codes(payload) == [("coupon", "NOT_ALLOWED")]
+    assert payload["errors"] == [
+        {"field": "coupon", "code": "NOT_ALLOWED", "message": "This coupon was deleted at Stripe."}
+    ]
     assert payload["coupon"]["isDeleted"] is True
     coupon.refresh_from_db()
     assert coupon.is_deleted

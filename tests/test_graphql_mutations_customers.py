@@ -12,7 +12,9 @@ from django.middleware.csrf import get_token
 from django.test import Client
 from graphql_relay import to_global_id
 
+from aa_stripe import exceptions
 from aa_stripe.models import StripeCustomer
+from aa_stripe_graphql.errors import error_from_exception
 from tests.conftest import make_customer
 from tests.graphql_helpers import GRAPHQL_URL, assert_denied, gql, signed_in, staff
 
@@ -110,6 +112,10 @@ def test_create_customer_refuses_what_is_not_a_token(fake_stripe, user, token):
     payload = create(signed_in(user), token)["data"]["createStripeCustomer"]
 
     assert [(e["field"], e["code"]) for e in payload["errors"]] == [("stripeJsResponse", "INVALID")]
+    if "card_1" in token:
+        assert payload["errors"][0]["message"] == (
+            "Not a stripe.js token: it needs an id starting with tok_ or src_."
+        )
     assert fake_stripe.proxy.calls() == [] and not StripeCustomer.objects.exists()
 
 
@@ -121,6 +127,57 @@ def test_create_customer_unknown_outcome_is_a_stripe_api_error(fake_stripe, user
     assert payload["customer"] is None
     assert [e["code"] for e in payload["errors"]] == ["STRIPE_API_ERROR"]
     assert not StripeCustomer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("fault", "options", "message", "hidden"),
+    [
+        pytest.param(
+            "drop_before",
+            {"times": 10},
+            "Stripe could not be reached; nothing was done twice. Please try again.",
+            "Network error",
+            id="network",
+        ),
+        pytest.param(
+            "status",
+            {"status": 401, "message": "Invalid API Key provided: sk_test_****abcd", "times": 10},
+            "Payment service error.",
+            "sk_test_****abcd",
+            id="api-key",
+        ),
+        pytest.param(
+            "status",
+            {"status": 500, "message": "Injected 500 with internals", "times": 10},
+            "Stripe could not be reached; nothing was done twice. Please try again.",
+            "internals",
+            id="server-error",
+        ),
+    ],
+)
+def test_stripe_failures_show_a_fixed_message_and_log_the_detail(
+    fake_stripe, user, caplog, fault, options, message, hidden
+):
+    fake_stripe.proxy.inject(fault, method="POST", path_prefix="/v1/customers", **options)
+
+    with caplog.at_level("WARNING", logger="aa_stripe_graphql"):
+        body = create(signed_in(user), fake_stripe.card_token())
+
+    payload = body["data"]["createStripeCustomer"]
+    assert payload["errors"] == [
+        {"field": None, "code": "STRIPE_API_ERROR", "message": message, "declineCode": None}
+    ]
+    assert hidden not in json.dumps(body)
+    logged = [r for r in caplog.records if r.name == "aa_stripe_graphql"]
+    assert logged and hidden in logged[0].getMessage()
+
+
+def test_a_declined_card_keeps_stripes_message_for_the_customer(fake_stripe, user):
+    payload = create(signed_in(user), fake_stripe.card_token("4000000000000002"))["data"][
+        "createStripeCustomer"
+    ]
+    [error] = payload["errors"]
+    assert error["code"] == "CARD_DECLINED" and error["message"] == "Your card was declined."
 
 
 def test_create_customer_needs_a_signed_in_user(fake_stripe):
@@ -261,3 +318,41 @@ def test_the_customer_belongs_to_the_stripe_user_of_the_request(fake_stripe, use
     payload = create(signed_in(user), fake_stripe.card_token())["data"]["createStripeCustomer"]
 
     assert payload["errors"] == [] and StripeCustomer.objects.get().user == other_user
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        pytest.param(
+            exceptions.StripeInternalError("(Network error: ConnectionError: ...)"),
+            "Stripe could not be reached; nothing was done twice. Please try again.",
+            id="internal",
+        ),
+        pytest.param(
+            exceptions.StripeAuthenticationError("Invalid API Key provided: sk_test_****abcd"),
+            "Payment service error.",
+            id="authentication",
+        ),
+        pytest.param(
+            exceptions.StripeIdempotencyError("Keys for idempotent requests can only be used ..."),
+            "Payment service error.",
+            id="idempotency",
+        ),
+        pytest.param(exceptions.StripeAPIError("HTTP 418 teapot"), "Payment service error.", id="other"),
+        pytest.param(
+            exceptions.StripeCardError("Your card has insufficient funds.", decline_code="funds"),
+            "Your card has insufficient funds.",
+            id="card-keeps-its-message",
+        ),
+        pytest.param(
+            exceptions.StripeInvalidRequestError("No such customer: 'cus_x'", code="resource_missing"),
+            "No such customer: 'cus_x'",
+            id="invalid-request-keeps-its-message",
+        ),
+    ],
+)
+def test_payload_messages_of_each_stripe_error(error, message, caplog):
+    with caplog.at_level("WARNING", logger="aa_stripe_graphql"):
+        assert error_from_exception(error)["message"] == message
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "aa_stripe_graphql")
+    assert (error.message in logged) == (message != error.message)

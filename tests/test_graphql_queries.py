@@ -6,7 +6,9 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from aa_stripe.models import StripeCharge
 
@@ -373,3 +375,76 @@ def test_first_101_is_a_clear_error(client):
 def test_invalid_pagination_is_a_clear_error(client, variables):
     body = page(client, **variables)
     assert codes(body) == ["INVALID_PAGINATION"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Nested objects follow the rules of their own type
+# ---------------------------------------------------------------------------------------------
+
+CHARGE_CUSTOMERS = (
+    "{ stripeCharges { edges { node { id customer { id stripeCustomerId sources { last4 } } } } } }"
+)
+
+
+def charge_customers(body):
+    return {edge["node"]["id"]: edge["node"]["customer"] for edge in body["data"]["stripeCharges"]["edges"]}
+
+
+def test_a_charges_customer_needs_the_customer_rules_too(world):
+    """view_stripecharge alone shows every charge, but only one's own customers (as node(id) does)."""
+    charge_reader = make_user("chargereader", "view_stripecharge", is_staff=True)
+    world.users["charge_reader"] = charge_reader
+    own = make_charges(charge_reader, make_customers(charge_reader)[0])[0]
+    for customer in make_customers(world.users["other"], 20, prefix="more"):
+        make_charges(world.users["other"], customer)
+    world.client.force_login(charge_reader)
+    with CaptureQueriesContext(connection) as captured:
+        body = gql(world.client, CHARGE_CUSTOMERS)
+    assert len(captured) == 6  # session, user, 2 x permissions, COUNT, the page: none per customer
+    assert "errors" not in body, body
+    customers = charge_customers(body)
+    for user in ("alice", "bob"):
+        assert customers[global_id("StripeCharge", world.rows[user].charge.pk)] is None
+    assert customers[global_id("StripeCharge", own.pk)]["stripeCustomerId"] == "cus_chargereader_0"
+    assert "cus_alice" not in str(body) and "cus_bob" not in str(body)
+    alice_customer = global_id("StripeCustomer", world.rows["alice"].customer.pk)
+    assert as_role(world, "charge_reader", NODE_QUERY, {"id": alice_customer}) == {"data": {"node": None}}
+
+
+@pytest.mark.parametrize(("role", "seen"), [("owner", ["alice"]), ("staff_perm", ["alice", "bob"])])
+def test_a_charges_customer_for_owners_and_customer_viewers(world, role, seen):
+    customers = charge_customers(as_role(world, role, CHARGE_CUSTOMERS))
+    assert sorted(c["stripeCustomerId"].split("_")[1] for c in customers.values()) == seen
+
+
+def test_a_subscriptions_coupon_is_shown_to_its_owner_also_once_deleted(world):
+    """Documented on the field: the coupon applied to one's own subscription, deleted ones too."""
+    make_subscriptions(world.users["owner"], world.plan, world.deleted)
+    query = "{ stripeSubscriptions { edges { node { coupon { couponId isDeleted } } } } }"
+    body = as_role(world, "owner", query)
+    coupons = [edge["node"]["coupon"] for edge in body["data"]["stripeSubscriptions"]["edges"]]
+    assert sorted(c["couponId"] for c in coupons) == ["GONE0", "SAVE0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# node(id) of what is no node
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "the_id",
+    [
+        pytest.param("garbage", id="not-base64"),
+        pytest.param("", id="empty"),
+        pytest.param(global_id("", 1), id="no-type"),
+        pytest.param(global_id("StripeCard", "card_0000"), id="not-a-node-type"),
+        pytest.param(global_id("StripeQuery", 1), id="query-type"),
+        pytest.param(global_id("Node", 1), id="interface"),
+        pytest.param(global_id("String", 1), id="scalar"),
+        pytest.param(global_id("__Schema", 1), id="introspection-type"),
+        pytest.param(global_id("NoSuchType", 1), id="unknown-type"),
+    ],
+)
+@pytest.mark.parametrize("role", ["anonymous", "staff_perm"])
+def test_node_of_what_is_no_node_is_null(world, the_id, role):
+    assert as_role(world, role, NODE_QUERY, {"id": the_id}) == {"data": {"node": None}}

@@ -371,3 +371,85 @@ def test_validation_rules_with_explicit_limits():
     status, body = run(view, nested(3))
     assert status == 400 and error(body)["extensions"]["limit"] == 2
     assert "errors" not in run(view, get_introspection_query())[1]
+
+
+def fragment_bomb(width=10):
+    """``width`` aliased lists each spreading E, whose ``width`` aliased ``edges`` each spread N, whose
+    ``width`` aliased ``node``s select a field: 3 * width aliases written, width**3 + ... once inlined."""
+    lists = " ".join(f"l{i}: stripeSubscriptionPlans(first: 100) {{ ...E }}" for i in range(width))
+    edges = " ".join(f"e{i}: edges {{ ...N }}" for i in range(width))
+    nodes = " ".join(f"n{i}: node {{ name }}" for i in range(width))
+    return (
+        f"{{ {lists} }} fragment E on StripeSubscriptionPlanConnection {{ {edges} }} "
+        f"fragment N on StripeSubscriptionPlanEdge {{ {nodes} }}"
+    )
+
+
+def test_alias_limit_counts_fragments_at_every_spread(client):
+    """Written once, E and N are repeated at every spread: 10 + 10 * (10 + 10 * 10) = 1110 aliases."""
+    make_plans(2)
+    body = gql(client, fragment_bomb())
+    assert body["_status"] == 400 and "data" not in body
+    assert error(body)["message"] == (
+        "The document has 1110 aliases; the limit is 30 (STRIPE_GRAPHQL_MAX_ALIASES)."
+    )
+    assert error(body)["extensions"]["code"] == "MAX_ALIASES_EXCEEDED"
+    # 3 + 3 * (3 + 3 * 3) = 39 with three of each; two of each make 2 + 2 * (2 + 4) = 14, allowed.
+    assert error(gql(client, fragment_bomb(3)))["extensions"]["code"] == "MAX_ALIASES_EXCEEDED"
+    allowed = gql(client, fragment_bomb(2))
+    assert "errors" not in allowed and len(allowed["data"]["l1"]["e1"]) == 2
+
+
+def test_alias_limit_passes_ordinary_fragments(client):
+    client.force_login(make_user("alice"))
+    query = (
+        "{ mine: stripeCharges { ...Page } recent: stripeCharges(first: 5) { ...Page } "
+        "plans: stripeSubscriptionPlans { edges { node { ...Plan } } } } "
+        "fragment Page on StripeChargeConnection { total: totalCount edges { node { ...Charge } } } "
+        "fragment Charge on StripeCharge { chargeId: id amount customer { cardsOnFile: sources { last4 } } } "
+        "fragment Plan on StripeSubscriptionPlan { planName: name }"
+    )
+    body = gql(client, query)
+    assert "errors" not in body, body
+    with override_settings(STRIPE_GRAPHQL_MAX_ALIASES=10):  # 3 + 2 * (1 + 2) + 1 = 10
+        assert "errors" not in gql(client, query)
+    with override_settings(STRIPE_GRAPHQL_MAX_ALIASES=9):
+        assert "The document has 10 aliases" in error(gql(client, query))["message"]
+
+
+def test_alias_limit_survives_fragment_cycles(client):
+    query = "{ a: __typename ...A } fragment A on StripeQuery { b: __typename ...B } "
+    query += "fragment B on StripeQuery { c: __typename ...A }"
+    body = gql(client, query)
+    assert body["_status"] == 400
+    assert any("Cannot spread fragment" in e["message"] for e in body["errors"]), body
+
+
+def test_depth_through_a_fragment_spread_at_several_depths(client):
+    """A fragment measured once still adds its depth wherever it is spread."""
+    client.force_login(make_user("alice"))
+    query = (
+        "{ stripeCustomers { ...Cards } stripeCharges { edges { node { customer { ...Deep } } } } } "
+        "fragment Cards on StripeCustomerConnection { edges { node { defaultSourceCard { id } } } } "
+        "fragment Deep on StripeCustomer { defaultSourceCard { id } }"
+    )  # stripeCharges > edges > node > customer > defaultSourceCard: 5 levels
+    with override_settings(STRIPE_GRAPHQL_MAX_DEPTH=5):
+        assert "errors" not in gql(client, query)
+    with override_settings(STRIPE_GRAPHQL_MAX_DEPTH=4):
+        assert error(gql(client, query))["extensions"]["code"] == "MAX_DEPTH_EXCEEDED"
+    bomb = fragment_bomb()  # the alias trick adds no depth: 3 levels (leaves are not counted)
+    with override_settings(STRIPE_GRAPHQL_MAX_DEPTH=3, STRIPE_GRAPHQL_MAX_ALIASES=2000):
+        assert "errors" not in gql(client, bomb)
+    with override_settings(STRIPE_GRAPHQL_MAX_DEPTH=2, STRIPE_GRAPHQL_MAX_ALIASES=2000):
+        assert error(gql(client, bomb))["extensions"]["code"] == "MAX_DEPTH_EXCEEDED"
+
+
+def test_alias_count_of_nested_spreads_is_quick_and_capped(client):
+    """Each of F0..F7 spreads the next eight times: 8**8 aliases written out, counted in an instant."""
+    spreads = {i: " ".join([f"...F{i + 1}"] * 8) for i in range(8)}
+    fragments = " ".join(f"fragment F{i} on StripeQuery {{ a: __typename {spreads[i]} }}" for i in range(8))
+    query = f"{{ ...F0 }} {fragments} fragment F8 on StripeQuery {{ b: __typename }}"
+    body = gql(client, query)
+    assert error(body)["message"] == (
+        "The document has more than 1000000 aliases; the limit is 30 (STRIPE_GRAPHQL_MAX_ALIASES)."
+    )

@@ -21,6 +21,7 @@ from aa_stripe.exceptions import AaStripeError, StripeCouponAlreadyExists
 from aa_stripe.models import StripeCoupon
 
 from ..enums import StripeCouponDuration
+from ..errors import stripe_error
 from ..permissions import require_perm
 from ..types import StripeCouponType
 from .base import (
@@ -45,6 +46,10 @@ _COUPON_INPUTS = (
 
 
 def _check_discount(amount_off: Decimal | None, percent_off: Decimal | None, currency: str | None) -> None:
+    # GraphQL's Decimal takes "NaN", "sNaN" and "Infinity", which no comparison below may see.
+    for value, field in ((amount_off, "amountOff"), (percent_off, "percentOff")):
+        if value is not None and not value.is_finite():
+            raise UserError(ErrorCode.INVALID, "Must be a finite number.", field)
     if (amount_off is None) == (percent_off is None):
         code = ErrorCode.REQUIRED if amount_off is None else ErrorCode.INVALID
         raise UserError(code, "Give exactly one of amountOff and percentOff.", "amountOff")
@@ -176,7 +181,7 @@ class UpdateStripeCoupon(StripeMutation):
 
 
 def _deleted_at_stripe() -> dict[str, Any]:
-    return UserError(ErrorCode.NOT_ALLOWED, "This coupon was deleted at Stripe.", "coupon").error
+    return stripe_error(ErrorCode.NOT_ALLOWED, "This coupon was deleted at Stripe.", "coupon")
 
 
 class DeleteStripeCoupon(StripeMutation):

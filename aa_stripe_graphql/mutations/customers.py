@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from django.db import transaction
 
 from aa_stripe.error_codes import ErrorCode
 from aa_stripe.models import StripeCustomer
@@ -17,7 +16,8 @@ from .base import StripeMutation, UserError, json_object, object_from_global_id,
 def _token(value: Any, field: str = "stripeJsResponse") -> dict[str, Any]:
     token = json_object(value, field)
     if not isinstance(token.get("id"), str) or not token["id"].startswith(("tok_", "src_")):
-        raise UserError(ErrorCode.INVALID, "Not a stripe.js token: it needs an id starting with tok_.", field)
+        message = "Not a stripe.js token: it needs an id starting with tok_ or src_."
+        raise UserError(ErrorCode.INVALID, message, field)
     return token
 
 
@@ -35,10 +35,10 @@ class CreateStripeCustomer(StripeMutation):
     def perform(cls, info: Any, stripe_js_response: Any, **data: Any) -> dict[str, Any]:
         owner = require_stripe_user(info)
         token = _token(stripe_js_response)
-        # Nothing half-saved: a declined card leaves no StripeCustomer row.
-        with transaction.atomic():
-            customer = StripeCustomer(user=owner, stripe_js_response=token)
-            customer.create_at_stripe()
+        # create_at_stripe saves the row only once Stripe created the customer: a declined card
+        # leaves no row.
+        customer = StripeCustomer(user=owner, stripe_js_response=token)
+        customer.create_at_stripe()
         return {"customer": customer}
 
 
