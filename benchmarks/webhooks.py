@@ -1,0 +1,593 @@
+"""Webhook ingestion throughput: our view (sync parsing, deferred) against a floor view.
+
+    DJANGO_SETTINGS_MODULE=tests.settings .venv/bin/python benchmarks/webhooks.py [--events 2000] [--rounds 5]
+
+Builds ``--events`` distinct, realistic, signed Stripe events (mixed types, 1-2 KB each, from Stripe's
+canonical objects in ``tests/stripe_fixtures.py``), with local rows for a share of the objects they
+name, so the built-in handlers do real work. The events are split over ``--rounds`` rounds; each
+round posts its slice, in-process with Django's test client, to three variants in an alternating
+order, starting from the same tables each time:
+
+* ``sync``: ``aa_stripe.api_urls`` with every built-in handler on (parsing inside the request);
+* ``deferred``: the same view with ``STRIPE_WEBHOOK_DEFERRED_PARSING = True`` (store only);
+* ``floor``: a view defined here that only verifies the signature and inserts one row.
+
+Every event of a round carries a distinct ``created`` per object, except a few deliberate ties (the
+one case where a handler must ask Stripe). Stripe calls go to a fake Stripe (localstripe) behind a
+recording ``FaultProxy``. An untimed warm-up pass posts the first slice to each variant under
+``CaptureQueriesContext`` to count SQL statements (BEGIN/SAVEPOINT/COMMIT included). Prints medians
+of events/s, the ratio to the floor, SQL statements and Stripe calls per event, and a PASS/MISS line
+per target. Exits 0 when it ran (a missed target is reported, not fatal), non-zero when it cannot
+run. SQLite in memory by default, PostgreSQL when DATABASE_URL is set (a test database of its own
+name, dropped at the end). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+import django  # noqa: E402 - Django must be set up before the models are imported
+
+django.setup()
+
+import stripe  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.http import HttpRequest, JsonResponse  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext, override_settings, setup_test_environment  # noqa: E402
+from django.urls import include, path  # noqa: E402
+from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+
+from aa_stripe.conf import webhook_secrets  # noqa: E402
+from aa_stripe.models import (  # noqa: E402
+    StripeCharge,
+    StripeCoupon,
+    StripeCustomer,
+    StripeRefund,
+    StripeSubscription,
+    StripeSubscriptionPlan,
+    StripeWebhook,
+)
+from aa_stripe.testing import make_event, signed_webhook_request  # noqa: E402
+from aa_stripe.testing.fakestripe.plugin import API_KEY, _start_server, _stop_server  # noqa: E402
+from aa_stripe.testing.fakestripe.proxy import FaultProxy  # noqa: E402
+from tests.stripe_fixtures import stripe_object  # noqa: E402
+
+WEBHOOK_URL = "/aa-stripe/webhooks"
+FLOOR_URL = "/bench/floor-webhook"
+VARIANTS = ("sync", "deferred", "floor")
+# Targets from the issue: events/s as a share of the floor's, and Stripe calls per event.
+TARGET_DEFERRED = 0.9
+TARGET_SYNC = 0.8
+TARGET_CALLS = 0.1
+# Every event (envelope included) weighs between these many bytes.
+MIN_EVENT_BYTES, MAX_EVENT_BYTES = 1024, 2048
+ENVELOPE_BYTES = 330  # make_event's fields around data.object, a little generously
+# One in this many events on a mirrored customer, charge or subscription gets a deliberate twin
+# (same object, same second): the one case where a handler asks Stripe. About 1% of all events.
+TIE_EVERY = 25
+
+
+# --- the floor ----------------------------------------------------------------------------------
+
+
+@csrf_exempt
+def floor_view(request: HttpRequest) -> JsonResponse:
+    """The least a webhook endpoint can do: verify the signature, insert one row."""
+    payload = request.body
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload.decode(), request.headers.get("Stripe-Signature", ""), FLOOR_SECRET[0], 300
+        )
+    except stripe.SignatureVerificationError:
+        return JsonResponse({"error": "invalid signature"}, status=400)
+    event = json.loads(payload)
+    StripeWebhook.objects.create(id=event["id"], raw_data=event)
+    return JsonResponse({"id": event["id"], "status": "stored"})
+
+
+FLOOR_SECRET: list[str] = []  # set in main(), from the settings the library reads
+urlpatterns = [path("", include("aa_stripe.api_urls")), path(FLOOR_URL.lstrip("/"), floor_view)]
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def sized(resource: str, keep: set[str], **overrides: Any) -> dict[str, Any]:
+    """Stripe's example ``resource`` with ``overrides``, trimmed or padded into 1-2 KB as an event.
+
+    Trimming drops the largest fields outside ``keep`` (the ones handlers read); padding adds
+    metadata, as a real integration attaches."""
+    obj = stripe_object(resource, **overrides)
+    budget = MAX_EVENT_BYTES - ENVELOPE_BYTES - 100
+    while len(json.dumps(obj)) > budget:
+        droppable = [(len(json.dumps(v)), k) for k, v in obj.items() if k not in keep]
+        if not droppable:
+            break
+        del obj[max(droppable)[1]]
+    floor = MIN_EVENT_BYTES - ENVELOPE_BYTES + 100
+    if len(json.dumps(obj)) < floor:
+        metadata = dict(obj.get("metadata") or {})
+        index = 0
+        while len(json.dumps({**obj, "metadata": metadata})) < floor:
+            metadata[f"order_line_{index}"] = f"sku-{index:04d}-qty-1-{'x' * 24}"
+            index += 1
+        obj["metadata"] = metadata
+    return obj
+
+
+@dataclass
+class Seed:
+    """Rows to create before each variant posts a slice (ids matching the slice's events)."""
+
+    customers: list[str] = field(default_factory=list)
+    charges: list[tuple[str, str]] = field(default_factory=list)  # (charge id, customer id)
+    subscriptions: list[tuple[str, str]] = field(default_factory=list)  # (subscription id, customer id)
+    coupons: list[tuple[str, int]] = field(default_factory=list)  # (coupon id, created)
+
+
+@dataclass
+class Slice:
+    events: list[dict[str, Any]]
+    seed: Seed
+    ties: int = 0
+
+
+class EventFactory:
+    """Distinct events over pools of objects; about half of each pool has a local row."""
+
+    def __init__(self, round_no: int, clock: int) -> None:
+        self.r = round_no
+        self.clock = clock  # every event gets its own second: no ties unless made on purpose
+        self.seed = Seed()
+        self.last: dict[str, int] = {}  # object id -> created of its latest event
+        self.counters: dict[str, int] = {}
+        self.customers = [f"cus_b{round_no}c{i:03d}" for i in range(24)]
+        self.seed.customers = self.customers[::2]
+        self.charges = [(f"ch_b{round_no}h{i:03d}", self.customers[i % 24]) for i in range(40)]
+        self.seed.charges = self.charges[::2]
+        self.subscriptions = [(f"sub_b{round_no}s{i:03d}", self.customers[i % 24]) for i in range(24)]
+        self.seed.subscriptions = self.subscriptions[::2]
+        self.coupons = [(f"CPB{round_no}X{i:03d}", clock - 10_000 + i) for i in range(16)]
+        self.seed.coupons = self.coupons[::2]
+        self.refunded: dict[str, int] = {}
+
+    def _next(self, kind: str) -> int:
+        self.counters[kind] = self.counters.get(kind, 0) + 1
+        return self.counters[kind]
+
+    def _event(self, event_type: str, obj: dict[str, Any], key: str, created: int | None = None) -> dict:
+        if created is None:
+            self.clock += 1
+            created = self.clock
+        self.last[key] = created
+        return make_event(event_type, obj, created=created)
+
+    def build(self, kind: str) -> dict[str, Any]:
+        n = self._next(kind)
+        if kind == "invoice":
+            customer = self.customers[n % len(self.customers)]
+            event_type = ("invoice.created", "invoice.finalized", "invoice.paid")[n % 3]
+            status = {"invoice.created": "draft", "invoice.finalized": "open", "invoice.paid": "paid"}
+            obj = sized(
+                "invoice",
+                {"id", "customer", "status", "amount_due", "amount_paid", "subscription", "created"},
+                id=f"in_b{self.r}i{n:04d}",
+                customer=customer,
+                status=status[event_type],
+                amount_due=1500,
+                amount_paid=1500 if event_type == "invoice.paid" else 0,
+            )
+            return self._event(event_type, obj, obj["id"])
+        if kind == "charge":
+            charge_id, customer = self.charges[n % len(self.charges)]
+            refunded = self.refunded.get(charge_id, 0)
+            event_type = "charge.refunded" if n % 3 == 0 else "charge.succeeded"
+            if event_type == "charge.refunded":
+                refunded = self.refunded[charge_id] = refunded + 100
+            obj = sized(
+                "charge",
+                {"id", "status", "amount", "amount_refunded", "refunded", "refunds", "metadata", "currency"},
+                id=charge_id,
+                customer=customer,
+                amount=2000,
+                currency="usd",
+                status="succeeded",
+                amount_refunded=refunded,
+                refunded=False,
+                metadata={"order": f"order-{n}"},
+            )
+            return self._event(event_type, obj, charge_id)
+        if kind == "customer":
+            customer = self.customers[n % len(self.customers)]
+            obj = sized(
+                "customer",
+                {"id", "default_source", "deleted", "email"},
+                id=customer,
+                email=f"{customer}@example.com",
+                default_source=None,
+            )
+            return self._event("customer.updated", obj, customer)
+        if kind == "source":
+            customer = self.customers[n % len(self.customers)]
+            card_id = f"card_b{self.r}k{n:04d}"
+            obj = sized("card", {"id", "customer", "last4"}, id=card_id, customer=customer)
+            return self._event("customer.source.created", obj, card_id)
+        if kind == "subscription":
+            sub_id, customer = self.subscriptions[n % len(self.subscriptions)]
+            obj = sized(
+                "subscription",
+                {"id", "status", "cancel_at_period_end", "canceled_at", "ended_at", "customer"},
+                id=sub_id,
+                customer=customer,
+                status="active" if n % 5 else "past_due",
+                cancel_at_period_end=False,
+                canceled_at=None,
+                ended_at=None,
+            )
+            return self._event("customer.subscription.updated", obj, sub_id)
+        if kind == "coupon":
+            coupon_id, created = self.coupons[n % len(self.coupons)]
+            event_type = "coupon.updated" if coupon_id in self.last else "coupon.created"
+            obj = sized(
+                "coupon",
+                {"id", "created", "percent_off", "duration", "metadata", "amount_off", "currency"},
+                id=coupon_id,
+                created=created,
+                percent_off=10 + n % 40,
+                amount_off=None,
+                currency=None,
+                duration="once",
+                redeem_by=None,
+            )
+            return self._event(event_type, obj, coupon_id)
+        if kind == "dispute":
+            charge_id, _customer = self.charges[n % len(self.charges)]
+            obj = sized("dispute", {"id", "charge", "status", "reason"}, id=f"dp_b{self.r}d{n:04d}")
+            obj["charge"] = charge_id
+            return self._event("charge.dispute.created", obj, obj["id"])
+        if kind == "payment_intent":
+            obj = sized(
+                "payment_intent",
+                {"id", "status", "amount"},
+                id=f"pi_b{self.r}p{n:04d}",
+                status="succeeded",
+                amount=2000,
+            )
+            return self._event("payment_intent.succeeded", obj, obj["id"])
+        raise ValueError(kind)
+
+    def tie(self, event: dict[str, Any]) -> dict[str, Any]:
+        """A second event of the same object in the same second as ``event``: Stripe must decide."""
+        twin = json.loads(json.dumps(event))
+        twin["id"] = f"evt_tie{self.r}{self._next('tie'):04d}{twin['id'][-10:]}"
+        return twin
+
+
+# Share of each kind in the mix (per 100 events).
+MIX = {
+    "invoice": 18,
+    "charge": 20,
+    "customer": 12,
+    "source": 8,
+    "subscription": 15,
+    "coupon": 10,
+    "dispute": 5,
+    "payment_intent": 12,
+}
+TIEABLE = {"customer", "subscription", "charge"}  # kinds whose handler re-reads Stripe on a tie
+
+
+def build_slices(total: int, rounds: int) -> list[Slice]:
+    kinds = [kind for kind, share in MIX.items() for _ in range(share)]
+    clock = int(time.time()) - 86_400
+    slices = []
+    per_round = total // rounds
+    for r in range(rounds):
+        factory = EventFactory(r, clock + r * 10_000)
+        events: list[dict[str, Any]] = []
+        seeded = _seeded_ids(factory.seed)
+        ties = candidates = i = 0
+        while len(events) < per_round:
+            kind = kinds[(i * 37) % len(kinds)]  # a fixed, well-spread order
+            event = factory.build(kind)
+            events.append(event)
+            i += 1
+            if kind in TIEABLE and event["data"]["object"]["id"] in seeded:
+                candidates += 1
+                if candidates % TIE_EVERY == 0 and len(events) < per_round:
+                    events.append(factory.tie(event))
+                    ties += 1
+        slices.append(Slice(events, factory.seed, ties))
+    return slices
+
+
+def _seeded_ids(seed: Seed) -> set[str]:
+    return {*seed.customers, *(c for c, _ in seed.charges), *(s for s, _ in seed.subscriptions)}
+
+
+# --- database -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def test_database() -> Iterator[None]:
+    """A fresh test database; on a server, one of its own (unique) name, dropped at the end."""
+    old_name = connection.settings_dict["NAME"]
+    if connection.vendor != "sqlite":
+        connection.settings_dict["TEST"]["NAME"] = f"test_{old_name}_webhooks_{os.getpid()}"
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def reset_tables(seed: Seed, user: Any, plan: StripeSubscriptionPlan) -> None:
+    """Empty tables, then exactly the seed's rows (bulk: no save() logic, no Stripe)."""
+    StripeWebhook.objects.all().delete()
+    StripeRefund.objects.all().delete()
+    StripeCharge.objects.all().delete()
+    StripeSubscription.objects.all().delete()
+    StripeCoupon._base_manager.all().delete()  # a plain QuerySet: StripeCoupon.delete() calls Stripe
+    StripeCustomer.objects.all().delete()
+    customers = StripeCustomer.objects.bulk_create(
+        StripeCustomer(user=user, stripe_customer_id=cid, is_created_at_stripe=True) for cid in seed.customers
+    )
+    by_id = {c.stripe_customer_id: c for c in customers}
+    StripeCharge.objects.bulk_create(
+        StripeCharge(
+            user=user,
+            customer=by_id.get(cus),
+            amount=2000,
+            currency="usd",
+            is_charged=True,
+            stripe_charge_id=ch,
+            description="benchmark charge",
+        )
+        for ch, cus in seed.charges
+    )
+    StripeSubscription.objects.bulk_create(
+        StripeSubscription(
+            user=user,
+            plan=plan,
+            customer=by_id.get(cus),
+            stripe_subscription_id=sub,
+            is_created_at_stripe=True,
+            status="active",
+        )
+        for sub, cus in seed.subscriptions
+    )
+    StripeCoupon._base_manager.bulk_create(
+        StripeCoupon(
+            coupon_id=cid,
+            created=datetime.fromtimestamp(created, tz=UTC),
+            duration="once",
+            percent_off=10,
+            is_created_at_stripe=True,
+            valid=True,
+        )
+        for cid, created in seed.coupons
+    )
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    variant: str
+    round: int
+    events: int
+    seconds: float
+    queries: int | None  # counted in the untimed warm-up pass only
+    stripe_calls: int
+    bad: int
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def post_slice(client: Client, variant: str, bodies: list[tuple[bytes, dict[str, str]]]) -> tuple[float, int]:
+    url = FLOOR_URL if variant == "floor" else WEBHOOK_URL
+    bad = 0
+    started = time.perf_counter()
+    for body, headers in bodies:
+        response = client.post(url, data=body, content_type="application/json", headers=headers)
+        if response.status_code != 200:
+            bad += 1
+    return time.perf_counter() - started, bad
+
+
+def run_variant(
+    client: Client,
+    proxy: FaultProxy,
+    variant: str,
+    round_no: int,
+    piece: Slice,
+    user: Any,
+    plan: StripeSubscriptionPlan,
+    profile: cProfile.Profile | None = None,
+    count_queries: bool = False,
+) -> Run:
+    reset_tables(piece.seed, user, plan)
+    # Signed now, so the signatures are fresh whatever the run's length; same bodies for all variants.
+    bodies = [signed_webhook_request(event) for event in piece.events]
+    proxy.reset()
+    queries = None
+    with override_settings(STRIPE_WEBHOOK_DEFERRED_PARSING=variant == "deferred"):
+        if profile is not None:
+            profile.enable()
+        if count_queries:
+            # Every statement, BEGIN/SAVEPOINT/COMMIT included; the debug cursor slows the round,
+            # so this pass is not timed.
+            with CaptureQueriesContext(connection) as captured:
+                seconds, bad = post_slice(client, variant, bodies)
+            queries = len(captured)
+        else:
+            seconds, bad = post_slice(client, variant, bodies)
+        if profile is not None:
+            profile.disable()
+    stored = StripeWebhook.objects.count()
+    if stored != len(piece.events):
+        raise RuntimeError(f"{variant}: {stored} rows stored for {len(piece.events)} events")
+    if variant == "sync":
+        failed = StripeWebhook.objects.filter(is_parsed=False).values_list("id", "parse_error")[:3]
+        if failed:
+            raise RuntimeError(f"sync: events not parsed, e.g. {list(failed)}")
+    return Run(variant, round_no, len(piece.events), seconds, queries, len(proxy.calls()), bad)
+
+
+def order_for(round_no: int) -> list[str]:
+    """Rotate and reverse, so no variant always runs first, last or after the same one."""
+    shift = round_no % len(VARIANTS)
+    rotated = list(VARIANTS[shift:] + VARIANTS[:shift])
+    return rotated[::-1] if round_no % 2 else rotated
+
+
+def report(runs: list[Run], counted: list[Run], slices: list[Slice]) -> None:
+    db = f"{connection.vendor} ({connection.settings_dict['NAME']})"
+    sizes = [len(json.dumps(e)) for s in slices for e in s.events]
+    types: dict[str, int] = {}
+    for s in slices:
+        for e in s.events:
+            types[e["type"]] = types.get(e["type"], 0) + 1
+    print(f"\nWebhook ingestion on {db}")
+    print(
+        f"{sum(len(s.events) for s in slices)} distinct events over {len(slices)} rounds, "
+        f"{min(sizes)}-{max(sizes)} bytes (median {int(statistics.median(sizes))}), "
+        f"{len(types)} types, {sum(s.ties for s in slices)} deliberate ties"
+    )
+    medians = {}
+    columns = ("variant", "events/s", "min..max", "ours/floor", "SQL/event", "Stripe/event")
+    header = "{:<10} {:>9} {:>15} {:>10} {:>9} {:>12}".format(*columns)
+    print(header)
+    print("-" * len(header))
+    for variant in VARIANTS:
+        mine = [r for r in runs if r.variant == variant]
+        medians[variant] = statistics.median(r.rate for r in mine)
+    for variant in VARIANTS:
+        mine = [r for r in runs if r.variant == variant]
+        events = sum(r.events for r in mine)
+        queries = next((r.queries or 0) / r.events for r in counted if r.variant == variant)
+        calls = sum(r.stripe_calls for r in mine) / events
+        rates = [r.rate for r in mine]
+        ratio = medians[variant] / medians["floor"]
+        spread = f"{min(rates):.0f}..{max(rates):.0f}"
+        rate = medians[variant]
+        print(f"{variant:<10} {rate:>9.0f} {spread:>15} {ratio:>10.2f} {queries:>9.2f} {calls:>12.3f}")
+    bad = sum(r.bad for r in runs)
+    if bad:
+        print(f"warning: {bad} responses were not 200")
+    sync_calls = sum(r.stripe_calls for r in runs if r.variant == "sync")
+    sync_events = sum(r.events for r in runs if r.variant == "sync")
+    checks = [
+        (
+            f"deferred >= {TARGET_DEFERRED} x floor",
+            medians["deferred"] / medians["floor"] >= TARGET_DEFERRED,
+            f"{medians['deferred'] / medians['floor']:.2f}",
+        ),
+        (
+            f"sync (all handlers) >= {TARGET_SYNC} x floor",
+            medians["sync"] / medians["floor"] >= TARGET_SYNC,
+            f"{medians['sync'] / medians['floor']:.2f}",
+        ),
+        (
+            f"Stripe calls per event (sync) < {TARGET_CALLS}",
+            sync_calls / sync_events < TARGET_CALLS,
+            f"{sync_calls / sync_events:.3f} ({sync_calls} calls, all from deliberate ties)",
+        ),
+    ]
+    for name, ok, value in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {name}: {value}")
+
+
+def profile_round(
+    client: Client, proxy: FaultProxy, piece: Slice, user: Any, plan: StripeSubscriptionPlan, variant: str
+) -> None:
+    profile = cProfile.Profile()
+    run_variant(client, proxy, variant, -1, piece, user, plan, profile=profile)
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(25)
+    print(f"\ncProfile of one {variant} round ({len(piece.events)} events), by cumulative time:")
+    print(out.getvalue())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=2000, help="distinct events in all (default 2000)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--profile", choices=VARIANTS, help="also cProfile one round of this variant")
+    args = parser.parse_args()
+    if args.rounds < 1 or args.events < args.rounds * 50:
+        parser.error("need at least one round and 50 events per round")
+
+    setup_test_environment()
+    slices = build_slices(args.events, args.rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url, log = _start_server(Path(tmp) / "localstripe.log")
+        try:
+            with (
+                FaultProxy(url) as proxy,
+                override_settings(
+                    STRIPE_API_BASE=proxy.url,
+                    STRIPE_API_KEY=API_KEY,
+                    ROOT_URLCONF=__name__,
+                    STRIPE_MAX_NETWORK_RETRIES=0,
+                    DEBUG=False,
+                ),
+                test_database(),
+            ):
+                FLOOR_SECRET[:] = webhook_secrets()[:1]
+                if not FLOOR_SECRET:
+                    raise RuntimeError("STRIPE_WEBHOOK_ENDPOINT_SECRET is not set")
+                user = get_user_model().objects.create(username="bench")
+                plan = StripeSubscriptionPlan.objects.create(
+                    name="bench", amount=1500, interval="month", is_created_at_stripe=True
+                )
+                client = Client()
+                # Warm-up, untimed (imports, caches, connection), counting every SQL statement.
+                counted = [
+                    run_variant(client, proxy, variant, -1, slices[0], user, plan, count_queries=True)
+                    for variant in VARIANTS
+                ]
+                runs = [
+                    run_variant(client, proxy, variant, r, piece, user, plan)
+                    for r, piece in enumerate(slices)
+                    for variant in order_for(r)
+                ]
+                report(runs, counted, slices)
+                if args.profile:
+                    profile_round(client, proxy, slices[0], user, plan, args.profile)
+        finally:
+            _stop_server(proc, log)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception as err:  # any failure to run is reported and exits non-zero
+        print(f"benchmarks/webhooks.py could not run: {err!r}", file=sys.stderr)
+        sys.exit(1)
