@@ -5,7 +5,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.db import models, router, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.utils.translation import gettext_lazy as _
 
 from aa_stripe.exceptions import StripeWebhookAlreadyParsed
@@ -89,29 +89,38 @@ class StripeWebhook(models.Model):
 
     @classmethod
     def store_event(cls, event: dict[str, Any]) -> tuple[StripeWebhook, bool]:
-        """Insert the event (its id is the primary key) in a transaction of its own.
+        """Insert the event (its id is the primary key), committed at once.
 
         Returns ``(row, created)``; a duplicate delivery, also one racing this one on another
         connection, gets the existing row and ``created=False``. ``stripe_webhook_stored`` is
         sent once the new row is committed.
         """
         using = router.db_for_write(cls)
-        with transaction.atomic(using=using):
-            webhook, created = cls.objects.using(using).get_or_create(
-                id=event["id"],
-                defaults={
-                    "event_type": event.get("type") or "",
-                    "stripe_created_at": timestamp_to_datetime(event.get("created")),
-                    "raw_data": event,
-                },
-            )
-            if created:
-                # robust: a failing receiver (a task queue that is down) must not turn the stored
-                # event into a 500 that Stripe would retry, only to be answered "duplicate".
-                transaction.on_commit(
-                    lambda: stripe_webhook_stored.send(sender=cls, instance=webhook), using=using, robust=True
-                )
-        return webhook, created
+        webhook = cls(
+            id=event["id"],
+            event_type=event.get("type") or "",
+            stripe_created_at=timestamp_to_datetime(event.get("created")),
+            raw_data=event,
+        )
+        try:
+            # One INSERT: in autocommit it commits at once (the webhook view is non-atomic);
+            # inside a caller's transaction a savepoint keeps a duplicate from breaking it.
+            if transaction.get_connection(using).in_atomic_block:
+                with transaction.atomic(using=using):
+                    webhook.save(force_insert=True, using=using)
+            else:
+                webhook.save(force_insert=True, using=using)
+        except IntegrityError:
+            existing = cls.objects.using(using).filter(pk=event["id"]).first()
+            if existing is None:
+                raise
+            return existing, False
+        # robust: a failing receiver (a task queue that is down) must not turn the stored event
+        # into a 500 that Stripe would retry, only to be answered "duplicate".
+        transaction.on_commit(
+            lambda: stripe_webhook_stored.send(sender=cls, instance=webhook), using=using, robust=True
+        )
+        return webhook, True
 
     def parse(self, save: bool = False) -> None:
         """Send ``webhook_pre_parse``, run the built-in handlers, mark the row parsed.
@@ -196,3 +205,17 @@ class StripeWebhook(models.Model):
             if webhook is not None:
                 webhook.process()
         return webhook
+
+    def process_unless_claimed(self) -> bool | None:
+        """:meth:`process` this (in-memory) row under the workers' claim: its row lock, taken with
+        SKIP LOCKED. None when a worker holds it (that worker parses it) or it is parsed already."""
+        using = router.db_for_write(type(self), instance=self)
+        skip_locked = transaction.get_connection(using).features.has_select_for_update_skip_locked
+        with transaction.atomic(using=using):
+            unparsed = type(self).objects.using(using).filter(pk=self.pk, is_parsed=False)
+            if (
+                unparsed.select_for_update(skip_locked=skip_locked).values_list("pk", flat=True).first()
+                is None
+            ):
+                return None
+            return self.process()

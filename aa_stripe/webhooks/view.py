@@ -67,11 +67,10 @@ def stripe_webhook_view(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"id": webhook.id, "status": "stored"})
     # The same claim as parse_stripe_webhooks workers (row lock, SKIP LOCKED): a cron worker that
     # picked the fresh row first parses it, and it is never parsed twice.
-    processed = StripeWebhook.process_next(StripeWebhook.objects.filter(pk=webhook.pk, is_parsed=False))
-    if processed is None:
+    parsed = webhook.process_unless_claimed()
+    if parsed is None:
         return JsonResponse({"id": webhook.id, "status": "stored"})
-    status = "parsed" if processed.is_parsed else "stored, parse failed"
-    return JsonResponse({"id": webhook.id, "status": status})
+    return JsonResponse({"id": webhook.id, "status": "parsed" if parsed else "stored, parse failed"})
 
 
 def verified_event(request: HttpRequest) -> dict[str, Any]:
@@ -133,7 +132,8 @@ def _decode_event(body: bytes) -> dict[str, Any]:
         raise StripeWebhookRejected("event has no valid type")
     if not _is_timestamp(created):
         raise StripeWebhookRejected("event has no valid created time")
-    _check_storable(event)
+    if _may_be_unstorable(body):
+        _check_storable(event)
     return event
 
 
@@ -145,6 +145,16 @@ def _is_timestamp(value: Any) -> bool:
     except (OverflowError, ValueError, OSError):  # out of datetime's range
         return False
     return True
+
+
+# In valid UTF-8 JSON, NUL and lone surrogates can only come from \u escapes.
+_SUSPICIOUS_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _may_be_unstorable(body: bytes) -> bool:
+    """Cheap screen before walking the whole event: only bodies with a NUL or surrogate escape, or
+    with more brackets than the nesting limit, can fail :func:`_check_storable`."""
+    return bool(_SUSPICIOUS_ESCAPE.search(body)) or body.count(b"{") + body.count(b"[") > MAX_NESTING
 
 
 def _check_storable(event: dict[str, Any]) -> None:
