@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format clean
+.PHONY: test bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,19 @@ test: $(STAMP)
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks print ratios measured in one run (never timed tests): on SQLite, then again on the
+# database of DATABASE_URL when it is set (PostgreSQL).
+BENCHMARKS := benchmarks/webhooks.py benchmarks/graphql_pages.py benchmarks/command_costs.py
+bench: $(STAMP)
+	@set -e; for script in $(BENCHMARKS); do \
+	    echo "== $$script (SQLite)"; \
+	    env -u DATABASE_URL DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python $$script; \
+	    if [ -n "$$DATABASE_URL" ]; then \
+	        echo "== $$script ($$DATABASE_URL)"; \
+	        DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python $$script; \
+	    fi; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
