@@ -63,8 +63,8 @@ def limit_error(message: str, code: str, setting: str, value: int, nodes: Any = 
     return GraphQLError(message, nodes, extensions={"code": code, "setting": setting, "limit": value})
 
 
-class _DepthMeasure:
-    """Depth of selection sets, each fragment measured once; stops counting past ``cap``."""
+class _FragmentWalker:
+    """Walks a document's selection sets, measuring each fragment once however often it is spread."""
 
     def __init__(self, document: DocumentNode, cap: int) -> None:
         self.cap = cap
@@ -73,6 +73,24 @@ class _DepthMeasure:
         }
         self.known: dict[str, int] = {}
         self.visiting: set[str] = set()
+
+    def selection_set(self, selection_set: SelectionSetNode | None) -> int:
+        raise NotImplementedError
+
+    def fragment(self, name: str) -> int:
+        if name in self.known:
+            return self.known[name]
+        if name in self.visiting or name not in self.fragments:
+            return 0  # cycles and unknown fragments are reported by graphql-core's own rules
+        self.visiting.add(name)
+        count = self.selection_set(self.fragments[name].selection_set)
+        self.visiting.discard(name)
+        self.known[name] = count
+        return count
+
+
+class _DepthMeasure(_FragmentWalker):
+    """Depth of selection sets, each fragment measured once; stops counting past ``cap``."""
 
     def selection_set(self, selection_set: SelectionSetNode | None, level: int = 0) -> int:
         if selection_set is None or level > self.cap:
@@ -91,17 +109,6 @@ class _DepthMeasure:
                 depth = 0
             deepest = max(deepest, depth)
         return min(deepest, self.cap + 1)
-
-    def fragment(self, name: str) -> int:
-        if name in self.known:
-            return self.known[name]
-        if name in self.visiting or name not in self.fragments:
-            return 0  # cycles and unknown fragments are reported by graphql-core's own rules
-        self.visiting.add(name)
-        depth = self.selection_set(self.fragments[name].selection_set)
-        self.visiting.discard(name)
-        self.known[name] = depth
-        return depth
 
 
 class MaxDepthRule(ValidationRule):
@@ -128,21 +135,13 @@ class MaxDepthRule(ValidationRule):
 _ALIAS_COUNT_CEILING = 1_000_000  # counts stop here; the message then says "more than"
 
 
-class _AliasCount:
+class _AliasCount(_FragmentWalker):
     """Aliases of a selection set as if every fragment were written out at each of its spreads.
 
     Each fragment is counted once and its count reused at every spread, so a fragment spread under
     ten aliased fields counts ten times, as the response repeats it ten times. Counts stop growing
     past ``cap``: that much is over any limit already, and the numbers stay small.
     """
-
-    def __init__(self, document: DocumentNode, cap: int) -> None:
-        self.cap = cap
-        self.fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
-        self.known: dict[str, int] = {}
-        self.visiting: set[str] = set()
 
     def selection_set(self, selection_set: SelectionSetNode | None) -> int:
         if selection_set is None:
@@ -156,17 +155,6 @@ class _AliasCount:
             elif isinstance(selection, FragmentSpreadNode):
                 count += self.fragment(selection.name.value)
             count = min(count, self.cap)
-        return count
-
-    def fragment(self, name: str) -> int:
-        if name in self.known:
-            return self.known[name]
-        if name in self.visiting or name not in self.fragments:
-            return 0  # cycles and unknown fragments are reported by graphql-core's own rules
-        self.visiting.add(name)
-        count = self.selection_set(self.fragments[name].selection_set)
-        self.visiting.discard(name)
-        self.known[name] = count
         return count
 
 
