@@ -24,19 +24,11 @@ from typing import Any
 import pytest
 
 from aa_stripe.testing.fakestripe.plugin import FakeStripe
+from tests.test_migrations import UPSTREAM  # aa-stripe 0.13's 22 migration names
 
 ROOT = Path(__file__).resolve().parent.parent
 UPGRADE = ROOT / "tests" / "upgrade"
 RECORDED_COUNTS = json.loads((UPGRADE / "aa_stripe_0_13_row_counts.json").read_text())
-UPSTREAM = [
-    "0001_initial", "0002_auto_20170607_0714", "0003_auto_20170608_1103", "0004_auto_20170613_0419",
-    "0005_auto_20170613_0614", "0006_subscription_end_cancel", "0007_auto_20170630_0557",
-    "0008_auto_20170630_0734", "0009_auto_20170725_1205", "0010_auto_20170822_1004",
-    "0011_auto_20170907_1201", "0012_auto_20170908_1150", "0013_stripesubscription_at_period_end",
-    "0014_stripecharge_charge_attempt_failed", "0015_auto_20170925_0838", "0016_stripecharge_is_refunded",
-    "0017_stripecharge_manual_charge", "0018_stripecustomer_sources", "0019_stripecustomer_default_source",
-    "0020_stripecharge_statement_descriptor", "0021_auto_20190906_1623", "0022_stripecharge_amount_refunded",
-]  # fmt: skip
 # Rows our migrate adds outside aa_stripe's own tables: the squash and 0023-0030 recorded, the
 # content type and the four permissions of the new StripeRefund model.
 ADDED_ROWS = {"django_migrations": 9, "django_content_type": 1, "auth_permission": 4}
