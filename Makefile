@@ -1,4 +1,4 @@
-# The commands a newcomer types: `make test` (and, once the demo exists, `make demo`).
+# The commands a newcomer types: `make test` and `make demo`.
 # Everything is installed into $(VENV) from scratch when it is missing or pyproject.toml changed.
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test bench lint format clean
+.PHONY: test demo bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ test: $(STAMP)
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The example project on http://127.0.0.1:$(DEMO_PORT)/, offline against a local fake Stripe
+# (or Stripe test mode when STRIPE_API_KEY is set). Ctrl-C stops it.
+DEMO_PORT ?= 8000
+demo: $(STAMP)
+	$(BIN)/python example/run_demo.py --port $(DEMO_PORT)
 
 # Benchmarks print ratios measured in one run (never timed tests): on SQLite, then again on the
 # database of DATABASE_URL when it is set (PostgreSQL).

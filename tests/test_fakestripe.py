@@ -371,6 +371,28 @@ def test_webhook_delivery_is_signed_and_scoped_to_the_test(fake_stripe, client):
     assert fake_stripe._webhooks == ["hook"]  # re-registered with no events at teardown
 
 
+def test_customer_created_event_shows_the_card_it_was_created_with(fake_stripe, client):
+    # localstripe snapshots customer.created before attaching `source`; Stripe's event has the card.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.received = queue.Queue()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        fake_stripe.register_webhook("hook", url, "whsec_test", events=["customer.created"])
+        created = client.v1.customers.create(params={"source": fake_stripe.card_token()["id"]})
+        body, signature = server.received.get(timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    event = stripe.Webhook.construct_event(body, signature, "whsec_test")
+    assert event.data.object.id == created.id
+    assert created.default_source
+    assert event.data.object.default_source == created.default_source
+
+
 def test_config_paths_are_not_recorded(fake_stripe):
     requests.delete(f"{fake_stripe.url}/_config/data", timeout=5).raise_for_status()
     assert requests.get(f"{fake_stripe.url}/js.stripe.com/v3/", timeout=5).status_code == 200

@@ -262,6 +262,8 @@ Subscription._update = _subscription_update_current
 # --- Customers -----------------------------------------------------------------------------------
 # Stripe creates no customer when the card in `source` is declined; localstripe creates the customer
 # first and fails attaching the card afterwards, leaving the customer behind. Check tokens up front.
+# Stripe's customer.created also shows the customer as created, card included; localstripe takes the
+# event's snapshot before attaching the card (default_source null), so the snapshot is retaken.
 _customer_create = Customer.__dict__["_api_create"].__func__
 
 
@@ -270,7 +272,18 @@ def _customer_create_atomic(cls: type[Customer], source: Any = None, **data: Any
     is_token = isinstance(source, str) and source.startswith("tok_")
     if is_token and Token._api_retrieve(source).card._attaching_is_declined():
         raise UserError(402, "Your card was declined.", {"code": "card_declined", "param": "source"})
-    return _customer_create(cls, source=source, **data)
+    held: list[Event] = []
+    resources.schedule_webhook = held.append  # hold this call's events until the customer is whole
+    obj = None
+    try:
+        obj = _customer_create(cls, source=source, **data)
+    finally:
+        resources.schedule_webhook = schedule_webhook
+        for event in held:
+            if obj is not None and event.type == "customer.created":
+                event.data = {"object": obj._export()}
+            schedule_webhook(event)
+    return obj
 
 
 # `source=tok_...` on update replaces the default source (the library's "add a new card" path);

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DemoProjectConfig(AppConfig):
+    name = "demo_project"
+    verbose_name = "aa-stripe-graphql demo"

@@ -1,0 +1,17 @@
+"""URLs of the demo: the page, GraphQL (GraphiQL in DEBUG), admin, webhooks, sign-in."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from aa_stripe_graphql.views import graphql_view
+
+from .schema import schema
+from .views import index
+
+urlpatterns = [
+    path("", index, name="demo"),
+    path("graphql/", graphql_view(schema=schema), name="graphql"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("aa_stripe.api_urls")),  # /aa-stripe/webhooks
+]
