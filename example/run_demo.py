@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> None:
     finally:
         for child in reversed(children):
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.terminate()  # SIGTERM: SIGINT may be ignored when started in the background
         for child in reversed(children):
             try:
                 child.wait(timeout=10)
@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", help="SQLite file (default: example/demo-offline.sqlite3)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # A shell starting us in the background ignores SIGINT for us; Ctrl-C or kill -INT must still stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run(args)
     except KeyboardInterrupt:

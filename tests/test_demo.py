@@ -346,3 +346,13 @@ def test_demo_page_flow_in_chromium(demo: Demo, browser: object, screenshot_on_f
     admin.screenshot(path=str(ARTIFACTS / "demo-admin-webhooks.png"), full_page=True)
     staff.close()
     context.close()
+
+
+def test_a_signal_to_the_demo_process_alone_stops_both_servers(tmp_path: Path) -> None:
+    # As `kill PID` or a process manager stops it: only run_demo.py gets the signal.
+    running = start_demo(tmp_path)
+    os.kill(running.process.pid, signal.SIGTERM)
+    assert running.process.wait(timeout=30) == 0
+    assert "Demo stopped." in running.log()
+    assert not _port_open(running.url)
+    assert not _port_open(running.fake_stripe_url)
