@@ -10,6 +10,7 @@ from graphene import relay
 from graphene.relay.node import NodeField
 from graphene_django import DjangoConnectionField
 from graphql import GraphQLError
+from graphql_relay import cursor_to_offset
 
 from aa_stripe.models import (
     StripeCharge,
@@ -63,6 +64,11 @@ def check_page_arguments(field_name: str, arguments: dict[str, Any]) -> None:
     offset = arguments.get("offset")
     if offset is not None and (offset < 0 or arguments.get("before") is not None):
         raise page_error("offset must not be negative nor used with before.", code="INVALID_PAGINATION")
+    for name in ("after", "before"):
+        # graphene-django adds an undecodable `after` to `offset` (TypeError) or ignores it silently.
+        cursor = arguments.get(name)
+        if cursor is not None and cursor_to_offset(cursor) is None:
+            raise page_error(f"{name} is not a cursor of this connection.", code="INVALID_PAGINATION")
 
 
 class StripeConnectionField(DjangoConnectionField):

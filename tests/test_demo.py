@@ -15,103 +15,27 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-DEMO_PASSWORD = "demo-test-password"  # handed to seed_demo through DEMO_PASSWORD
-START_TIMEOUT = 120.0
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@dataclass
-class Demo:
-    url: str
-    fake_stripe_url: str
-    log_path: Path
-    process: subprocess.Popen
-    seconds_to_ready: float
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _port_open(url: str) -> bool:
-    host, port = url.removeprefix("http://").rstrip("/").split(":")
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex((host, int(port))) == 0
-
-
-def start_demo(tmp_path: Path) -> Demo:
-    """Start ``example/run_demo.py`` offline on a free port and wait for "Demo ready"."""
-    env = {**os.environ, "DEMO_PASSWORD": DEMO_PASSWORD, "PYTHONUNBUFFERED": "1"}
-    # Offline mode, whatever the environment of the test run holds.
-    for name in (
-        "STRIPE_API_KEY",
-        "STRIPE_PUBLISHABLE_KEY",
-        "STRIPE_WEBHOOK_ENDPOINT_SECRET",
-        "STRIPE_API_BASE",
-    ):
-        env.pop(name, None)
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    port = _free_port()
-    log_path = tmp_path / "demo.log"
-    started = time.monotonic()
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "example/run_demo.py",
-                "--port",
-                str(port),
-                "--database",
-                str(tmp_path / "demo.sqlite3"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: SIGINT reaches all of it, like Ctrl-C
-        )
-    while time.monotonic() - started < START_TIMEOUT:
-        text = log_path.read_text(errors="replace")
-        match = re.search(r"Demo ready in .*fake Stripe at (http://127\.0\.0\.1:\d+)", text)
-        if match:
-            return Demo(
-                f"http://127.0.0.1:{port}", match.group(1), log_path, process, time.monotonic() - started
-            )
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    stop_demo(process)
-    pytest.fail(f"the demo did not get ready:\n{log_path.read_text(errors='replace')}")
-
-
-def stop_demo(process: subprocess.Popen) -> int:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode
+from tests.demo_helpers import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    DEMO_PASSWORD,
+    ROOT,
+    RUN_DEMO,
+    Demo,
+    free_port,
+    port_open,
+    start_demo,
+    stop_demo,
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +46,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     assert code == 0, f"the demo exited with {code} on SIGINT:\n{running.log()}"
     assert "Demo stopped." in running.log()
     # Ctrl-C stops both servers it started.
-    assert not _port_open(running.url)
-    assert not _port_open(running.fake_stripe_url)
+    assert not port_open(running.url)
+    assert not port_open(running.fake_stripe_url)
 
 
 def _get(url: str, accept: str = "text/html") -> tuple[int, str]:
@@ -169,14 +93,7 @@ def test_demo_graphql_is_the_host_schema_with_the_library_inside(demo: Demo) -> 
 def test_demo_refuses_a_live_key(tmp_path: Path) -> None:
     env = {**os.environ, "STRIPE_API_KEY": "sk_live_not_a_real_key", "STRIPE_PUBLISHABLE_KEY": "pk_live_x"}
     result = subprocess.run(
-        [
-            sys.executable,
-            "example/run_demo.py",
-            "--port",
-            str(_free_port()),
-            "--database",
-            str(tmp_path / "x.sqlite3"),
-        ],
+        [*RUN_DEMO, "--port", str(free_port()), "--database", str(tmp_path / "x.sqlite3")],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -354,5 +271,5 @@ def test_a_signal_to_the_demo_process_alone_stops_both_servers(tmp_path: Path) -
     os.kill(running.process.pid, signal.SIGTERM)
     assert running.process.wait(timeout=30) == 0
     assert "Demo stopped." in running.log()
-    assert not _port_open(running.url)
-    assert not _port_open(running.fake_stripe_url)
+    assert not port_open(running.url)
+    assert not port_open(running.fake_stripe_url)

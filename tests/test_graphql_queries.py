@@ -370,7 +370,17 @@ def test_first_101_is_a_clear_error(client):
 
 
 @pytest.mark.parametrize(
-    "variables", [{"a": -1}, {"b": -1}, {"offset": -2}, {"offset": 1, "before": "YXJyYXljb25uZWN0aW9uOjI="}]
+    "variables",
+    [
+        {"a": -1},
+        {"b": -1},
+        {"offset": -2},
+        {"offset": 1, "before": "YXJyYXljb25uZWN0aW9uOjI="},
+        # Not cursors of this API (found by the fuzz test: "after" + "offset" was an INTERNAL_ERROR).
+        {"a": 0, "after": "0", "offset": 1},
+        {"after": "not a cursor"},
+        {"before": "0"},
+    ],
 )
 def test_invalid_pagination_is_a_clear_error(client, variables):
     body = page(client, **variables)
