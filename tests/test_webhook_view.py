@@ -112,7 +112,7 @@ REFUSALS = {
     "NUL in a string": (_case(coupon_event(note="a\x00b")), 400, "NUL or unpaired surrogate"),
     "lone surrogate": (_case(coupon_event(note="\ud800")), 400, "NUL or unpaired surrogate"),
     "nested 200 deep": (_case(coupon_event(deep=json.loads("[" * 200 + "]" * 200))), 400, "nested deeper"),
-    "2 MB body": (_case(BIG), 400, f"body larger than {MAX} bytes"),
+    "2 MB body": (_case(BIG), 413, f"body larger than {MAX} bytes"),
     "2 MB, lying Content-Length": (_case(BIG, CONTENT_LENGTH="100"), 400, "no signature matches"),
     "2 MB, chunked": (_case(BIG, CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked"), 400, "empty body"),
     "bad Content-Length": (_case(coupon_event(), CONTENT_LENGTH="ten"), 400, "invalid Content-Length"),

@@ -59,7 +59,7 @@ def stripe_webhook_view(request: HttpRequest) -> JsonResponse:
         event = verified_event(request)
     except StripeWebhookRejected as err:
         logger.warning("Stripe webhook refused (%s) from %s", err.message, request.META.get("REMOTE_ADDR"))
-        return JsonResponse({"error": err.message}, status=400)
+        return JsonResponse({"error": err.message}, status=413 if isinstance(err, BodyTooLarge) else 400)
     webhook, created = StripeWebhook.store_event(event)
     if not created:
         return JsonResponse({"id": webhook.id, "status": "duplicate"})
@@ -88,6 +88,10 @@ def verified_event(request: HttpRequest) -> dict[str, Any]:
     return _decode_event(body)
 
 
+class BodyTooLarge(StripeWebhookRejected):
+    """The body is over STRIPE_WEBHOOK_MAX_BODY_BYTES (answered 413 Content Too Large)."""
+
+
 def _read_body(request: HttpRequest) -> bytes:
     limit = int(stripe_settings.WEBHOOK_MAX_BODY_BYTES)
     try:
@@ -95,11 +99,11 @@ def _read_body(request: HttpRequest) -> bytes:
     except ValueError:
         raise StripeWebhookRejected("invalid Content-Length") from None
     if declared > limit:
-        raise StripeWebhookRejected(f"body larger than {limit} bytes")
+        raise BodyTooLarge(f"body larger than {limit} bytes")
     # Read past the limit by one byte at most, without Django's own (HTML-page) size error.
     body = request.read(limit + 1)
     if len(body) > limit:
-        raise StripeWebhookRejected(f"body larger than {limit} bytes")
+        raise BodyTooLarge(f"body larger than {limit} bytes")
     if not body:
         raise StripeWebhookRejected("empty body")
     return body
