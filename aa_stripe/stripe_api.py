@@ -29,8 +29,9 @@ logger = logging.getLogger("aa_stripe")
 #: the API version stripe-python is pinned to; used when STRIPE_API_VERSION is not set.
 SDK_API_VERSION: str = stripe.api_version
 
-# A 429 without ``Stripe-Should-Retry: true`` is not retried by the SDK; we wait at most this
-# long per attempt before trying again ourselves (same idempotency key).
+# A 429 without a ``Stripe-Should-Retry`` header is not retried by the SDK; we retry it ourselves
+# (same idempotency key, STRIPE_MAX_NETWORK_RETRIES times), waiting Retry-After but at most this long.
+# One with the header is the SDK's business: "true" was retried by it already, "false" must not be.
 _MAX_RATE_LIMIT_WAIT = 5.0
 
 
@@ -121,7 +122,7 @@ def _with_rate_limit_retries(target: Any, ids: tuple[str, ...], params: dict, op
         try:
             return target(*ids, params=params, options=options)
         except stripe.RateLimitError as err:
-            if attempt >= attempts:
+            if attempt >= attempts or _header(err, "Stripe-Should-Retry") is not None:
                 raise translate_error(err) from err
             time.sleep(_retry_after(err, attempt))
         except stripe.StripeError as err:
@@ -129,8 +130,14 @@ def _with_rate_limit_retries(target: Any, ids: tuple[str, ...], params: dict, op
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _header(err: stripe.StripeError, name: str) -> str | None:
+    """The value of response header ``name`` (any case) of ``err``, or None."""
+    wanted = name.lower()
+    return next((value for key, value in (err.headers or {}).items() if key.lower() == wanted), None)
+
+
 def _retry_after(err: stripe.StripeError, attempt: int) -> float:
-    header = (err.headers or {}).get("Retry-After") or (err.headers or {}).get("retry-after")
+    header = _header(err, "Retry-After")
     try:
         wait = float(header) if header is not None else 0.5 * 2**attempt
     except ValueError:

@@ -1,0 +1,26 @@
+"""Settings for a management command that a test runs as a separate OS process.
+
+``python -m django <command> --settings=tests.subprocess_settings`` with, in the environment:
+
+* ``AA_STRIPE_TEST_DATABASE_URL`` (required): the test database as a dj-database-url URL, e.g.
+  ``postgres://postgres@127.0.0.1:5432/test_h7b``. Only a database the test committed to can be
+  shared (PostgreSQL with ``transactional_db``; SQLite's in-memory test database cannot).
+* ``AA_STRIPE_TEST_API_BASE`` (optional): the fake Stripe's URL (``fake_stripe.url``); without it
+  Stripe stays unreachable, as in ``tests.settings``.
+"""
+
+import os
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from tests.settings import *  # noqa: F403
+
+_database_url = os.environ.get("AA_STRIPE_TEST_DATABASE_URL")
+if not _database_url:
+    # Never fall back to DATABASE_URL: that is the database the test runner copies, not the test one.
+    raise ImproperlyConfigured("tests.subprocess_settings needs AA_STRIPE_TEST_DATABASE_URL.")
+DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=0)}
+
+if os.environ.get("AA_STRIPE_TEST_API_BASE"):
+    STRIPE_API_BASE = os.environ["AA_STRIPE_TEST_API_BASE"]
