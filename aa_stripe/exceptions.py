@@ -118,3 +118,20 @@ class StripeIdempotencyError(StripeAPIError):
     """An idempotency key was reused with other parameters (a bug, never retried)."""
 
     details = _("Idempotency key reused with different parameters")
+
+
+class StripeInvalidInput(AaStripeError, ValueError):
+    """An amount, currency or statement descriptor that Stripe would refuse; nothing was sent.
+
+    Raised by ``StripeCharge.charge()``/``refund()`` and ``StripeSubscriptionPlan.create_at_stripe()``
+    before any request and before anything is saved. ``field`` names the model field (``amount``,
+    ``currency``, ``statement_descriptor``) and ``code`` is the Django validation code
+    (see :mod:`aa_stripe.validators`). A ``ValueError``, so ``except ValueError`` catches it too.
+    """
+
+    details = _("Invalid input: nothing was sent to Stripe")
+
+    def __init__(self, message: Any = None, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.code = code

@@ -11,6 +11,7 @@ from django.utils import timezone
 from aa_stripe.exceptions import (
     StripeCardError,
     StripeInternalError,
+    StripeInvalidInput,
     StripeInvalidRequestError,
     StripeMethodNotAllowed,
     StripeNoActiveCustomer,
@@ -241,7 +242,9 @@ def test_explicit_customer_wins_over_the_latest_one(fake_stripe, user):
 
 
 def test_refused_parameters_fail_the_attempt_and_raise(fake_stripe, customer, user):
-    charge = new_charge(user, amount=-5)
+    # (an amount such as -5 no longer reaches Stripe: see test_invalid_input_is_refused_before_stripe)
+    fake_stripe.proxy.inject("status", method="POST", path_prefix="/v1/charges", status=400)
+    charge = new_charge(user)
 
     with pytest.raises(StripeInvalidRequestError):
         charge.charge()
@@ -278,3 +281,77 @@ def test_an_inactive_explicit_customer_falls_back_to_the_latest_active_one(fake_
 
     [sent] = fake_stripe.proxy.calls("POST", "/v1/charges")
     assert sent.params["customer"] == current.stripe_customer_id
+
+
+# --- input limits: refused before Stripe ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "code"),
+    [
+        ({"amount": None}, "amount", "invalid_amount"),
+        ({"amount": 0}, "amount", "min_value"),
+        ({"amount": -5}, "amount", "min_value"),
+        ({"amount": 100_000_000}, "amount", "max_value"),
+        ({"amount": 150, "currency": "isk"}, "amount", "amount_multiple"),
+        ({"amount": 1234, "currency": "bhd"}, "amount", "amount_multiple"),
+        ({"currency": "xyz"}, "currency", "invalid_currency"),
+        ({"currency": ""}, "currency", "required"),
+        ({"statement_descriptor": "abcd"}, "statement_descriptor", "min_length"),
+        ({"statement_descriptor": "12345"}, "statement_descriptor", "no_letter"),
+        ({"statement_descriptor": "Shop <3"}, "statement_descriptor", "forbidden_characters"),
+        ({"statement_descriptor": "Café Shop"}, "statement_descriptor", "non_ascii"),
+    ],
+)
+def test_invalid_input_is_refused_before_stripe(fake_stripe, customer, user, signals, fields, field, code):
+    charge = new_charge(user, **fields)
+    before = StripeCharge.objects.filter(pk=charge.pk).values().get()
+    fake_stripe.proxy.reset()
+
+    with pytest.raises(StripeInvalidInput) as excinfo:
+        charge.charge()
+
+    assert (excinfo.value.field, excinfo.value.code) == (field, code)
+    assert fake_stripe.proxy.calls() == []  # not a single request
+    # Not a failed attempt, nothing half-saved: the row is exactly as it was.
+    assert StripeCharge.objects.filter(pk=charge.pk).values().get() == before
+    assert signals == {"succeeded": [], "card_exception": []}
+
+
+def test_a_corrected_row_is_then_charged_with_its_first_key(fake_stripe, customer, user):
+    charge = new_charge(user, amount=0)
+    with pytest.raises(StripeInvalidInput, match="positive"):
+        charge.charge()
+
+    StripeCharge.objects.filter(pk=charge.pk).update(amount=700)
+    charge.charge()
+
+    charge.refresh_from_db()
+    assert charge.is_charged and charge.attempt == 1
+    [sent] = fake_stripe.proxy.calls("POST", "/v1/charges")
+    assert (sent.params["amount"], sent.idempotency_key) == ("700", f"charge:{charge.uuid}:1")
+
+
+def test_already_charged_wins_over_invalid_input(fake_stripe, customer, user):
+    charge = new_charge(user, amount=0, is_charged=True)
+    with pytest.raises(StripeMethodNotAllowed, match="Already charged"):
+        charge.charge()
+
+
+@pytest.mark.parametrize(
+    ("fields", "sent"),
+    [
+        ({"amount": 99_999_999}, ("99999999", "usd")),
+        ({"amount": 1}, ("1", "usd")),
+        ({"amount": 10_000, "currency": "isk"}, ("10000", "isk")),
+        ({"amount": 1230, "currency": "bhd"}, ("1230", "bhd")),
+    ],
+)
+def test_limits_are_inclusive(fake_stripe, customer, user, fields, sent):
+    charge = new_charge(user, statement_descriptor="a" * 22, **fields)
+
+    charge.charge()
+
+    [request] = fake_stripe.proxy.calls("POST", "/v1/charges")
+    assert (request.params["amount"], request.params["currency"]) == sent
+    assert request.params["statement_descriptor"] == "a" * 22

@@ -11,7 +11,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
+from django.db.models import Q
 
+from aa_stripe.management.commands import charge_stripe
 from aa_stripe.models import StripeCharge
 from aa_stripe.signals import stripe_charge_succeeded
 from tests.conftest import make_customer
@@ -262,3 +264,144 @@ def test_two_runs_at_once_split_200_charges_and_charge_each_once(fake_stripe, us
     charged = StripeCharge.objects.filter(is_charged=True)
     assert charged.count() == 200
     assert len(set(charged.values_list("stripe_charge_id", flat=True))) == 200
+
+
+# --- rows with input Stripe would refuse ---------------------------------------------------------------
+
+SUMMARY_ONE_CHARGED = "charge_stripe: 1 charged, 0 declined, 0 left for retry, 0 errors"
+
+
+def invalid_rows(user) -> list[StripeCharge]:
+    return [
+        StripeCharge.objects.create(user=user, amount=amount, description="Bad", **fields)
+        for amount, fields in [
+            (0, {}),
+            (None, {}),
+            (100_000_000, {}),
+            (150, {"currency": "isk"}),
+            (500, {"statement_descriptor": "Shop <3"}),
+        ]
+    ]
+
+
+def test_invalid_rows_are_reported_never_sent_nor_marked_failed(fake_stripe, customer, user):
+    bad = invalid_rows(user)
+    [good] = pending(user)
+    before = {row["id"]: row for row in StripeCharge.objects.filter(pk__in=[b.pk for b in bad]).values()}
+    fake_stripe.proxy.reset()
+
+    message, _out, err = run_failing()
+
+    assert message == f"{SUMMARY_ONE_CHARGED}, 5 not sent (invalid input)"
+    for row in bad:
+        assert f"charge #{row.pk} " in err
+    assert err.count("not sent to Stripe, invalid amount:") == 4
+    assert err.count("not sent to Stripe, invalid statement_descriptor:") == 1
+    assert "set is_manual_charge" in err
+    [sent] = fake_stripe.proxy.calls("POST", "/v1/charges")
+    assert sent.idempotency_key == f"charge:{good.uuid}:1"
+    # Left exactly as they were: not a failed attempt, no customer, no attempt started.
+    assert {row["id"]: row for row in StripeCharge.objects.filter(pk__in=before).values()} == before
+
+
+def test_invalid_rows_are_not_retried_and_are_charged_once_corrected(fake_stripe, customer, user):
+    bad = invalid_rows(user)
+    run_failing()
+
+    message, _out, _err = run_failing()  # reported again, still never sent
+
+    assert message.endswith(", 5 not sent (invalid input)")
+    assert fake_stripe.proxy.calls("POST", "/v1/charges") == []
+
+    StripeCharge.objects.filter(pk__in=[row.pk for row in bad]).update(amount=1000, statement_descriptor="")
+    out, _err = run()
+
+    assert "charge_stripe: 5 charged, 0 declined, 0 left for retry, 0 errors" in out
+    assert len(fake_stripe.proxy.calls("POST", "/v1/charges")) == 5
+
+
+def test_a_manual_invalid_row_is_left_alone_silently(fake_stripe, customer, user):
+    StripeCharge.objects.create(user=user, amount=0, description="Bad", is_manual_charge=True)
+
+    out, err = run()
+
+    assert "charge_stripe: 0 charged, 0 declined, 0 left for retry, 0 errors" in out and err == ""
+
+
+def test_dry_run_does_not_list_invalid_rows_as_charges(fake_stripe, customer, user):
+    bad = invalid_rows(user)
+    [good] = pending(user)
+
+    out, _err = run("--dry-run")
+
+    assert [int(pk) for pk in re.findall(r"would charge #(\d+)", out)] == [good.pk]
+    assert "charge_stripe --dry-run: 1 would be charged, 5 not (invalid input)" in out
+    assert all(f"#{row.pk}:" not in out for row in bad)
+
+
+def test_many_invalid_rows_are_counted_and_the_first_listed(fake_stripe, customer, user, monkeypatch):
+    monkeypatch.setattr(charge_stripe, "INVALID_ROWS_LISTED", 2)
+    invalid_rows(user)
+
+    message, _out, err = run_failing()
+
+    assert message.endswith(", 5 not sent (invalid input)")
+    assert err.count("not sent to Stripe") == 2 and "... and 3 more rows with invalid input" in err
+
+
+def test_a_row_the_query_misses_is_still_never_sent(fake_stripe, customer, user, monkeypatch):
+    monkeypatch.setattr(charge_stripe, "invalid_input", lambda: Q(pk__in=[]))
+    bad = StripeCharge.objects.create(user=user, amount=0, description="Bad")
+    [good] = pending(user)
+    fake_stripe.proxy.reset()
+
+    message, _out, err = run_failing()
+
+    assert message == f"{SUMMARY_ONE_CHARGED}, 1 not sent (invalid input)"
+    assert f"charge #{bad.pk} " in err and "not sent to Stripe, invalid amount:" in err
+    [sent] = fake_stripe.proxy.calls("POST", "/v1/charges")
+    assert sent.idempotency_key == f"charge:{good.uuid}:1"
+    bad.refresh_from_db()
+    assert not bad.charge_attempt_failed and bad.attempt_started_at is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"amount": 1},
+        {"amount": 0},
+        {"amount": -1},
+        {"amount": None},
+        {"amount": 99_999_999},
+        {"amount": 100_000_000},
+        {"amount": 100, "currency": "isk"},
+        {"amount": 150, "currency": "isk"},
+        {"amount": 1230, "currency": "bhd"},
+        {"amount": 1234, "currency": "bhd"},
+        {"amount": 1, "currency": "huf"},
+        {"currency": "xyz"},
+        {"currency": ""},
+        {"statement_descriptor": "abcd"},
+        {"statement_descriptor": "abcde"},
+        {"statement_descriptor": "a" * 22},
+        {"statement_descriptor": "12345"},
+        {"statement_descriptor": "     "},
+        {"statement_descriptor": "Shop <3"},
+        {"statement_descriptor": "Shop >3"},
+        {"statement_descriptor": 'say "hi"'},
+        {"statement_descriptor": "a*b cd"},
+        {"statement_descriptor": "O'Brien Shop"},
+        {"statement_descriptor": "Back\\slash"},
+        {"statement_descriptor": "100% Shop_1"},
+        {"statement_descriptor": "Café Shop"},
+        {"statement_descriptor": "Shop\tNow"},
+        {"statement_descriptor": "Shop #1 & Co. (EU)"},
+        {"statement_descriptor": "~Shop {1}|"},
+    ],
+)
+def test_the_query_agrees_with_the_validators(user, fields):
+    row = StripeCharge.objects.create(user=user, description="x", **{"amount": 500, **fields})
+
+    in_sql = charge_stripe.invalid_charges().filter(pk=row.pk).exists()
+    assert in_sql == bool(row.input_errors()), row.input_errors()
+    assert charge_stripe.pending_charges().filter(pk=row.pk).exists() is not in_sql

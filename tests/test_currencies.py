@@ -11,7 +11,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from aa_stripe.currencies import (
+    AMOUNT_MULTIPLES,
+    CURRENCY_CHOICES,
     CURRENCY_CODES,
+    CURRENCY_EXPONENTS,
     THREE_DECIMAL,
     ZERO_DECIMAL,
     from_minor_units,
@@ -145,3 +148,53 @@ def test_one_more_decimal_than_allowed_is_refused(minor, extra_digit, currency):
     amount = from_minor_units(minor, currency) + Decimal(extra_digit).scaleb(-(exponent + 1))
     with pytest.raises(ValueError):
         to_minor_units(amount, currency)
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+def test_one_table_gives_every_public_name():
+    assert list(CURRENCY_EXPONENTS) == CURRENCY_CODES
+    assert tuple((code, code.upper()) for code in CURRENCY_EXPONENTS) == CURRENCY_CHOICES
+    assert {code for code, exponent in CURRENCY_EXPONENTS.items() if exponent == 0} == ZERO_DECIMAL
+    assert {code for code, exponent in CURRENCY_EXPONENTS.items() if exponent == 3} == THREE_DECIMAL
+    assert set(CURRENCY_EXPONENTS.values()) == {0, 2, 3}
+    assert all(code == code.lower() and len(code) == 3 for code in CURRENCY_EXPONENTS)
+    for code, exponent in CURRENCY_EXPONENTS.items():
+        assert minor_unit_exponent(code) == minor_unit_exponent(code.upper()) == exponent
+
+
+def test_stripes_documented_zero_and_three_decimal_lists():
+    # https://docs.stripe.com/currencies#zero-decimal and #three-decimal
+    assert set("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()) == ZERO_DECIMAL
+    assert set("bhd jod kwd omr tnd".split()) == THREE_DECIMAL
+
+
+@pytest.mark.parametrize(
+    ("currency", "exponent", "multiple"),
+    [
+        ("isk", 2, 100),  # two decimals in Stripe's API (ISO 4217: none), whole krónur only
+        ("huf", 2, None),  # whole forints only for payouts, which this library does not make
+        ("twd", 2, None),
+        ("ugx", 0, None),
+        ("bhd", 3, 10),
+        ("kwd", 3, 10),
+        ("usd", 2, None),
+        ("jpy", 0, None),
+    ],
+)
+def test_stripes_special_cases(currency, exponent, multiple):
+    assert CURRENCY_EXPONENTS[currency] == exponent
+    assert AMOUNT_MULTIPLES.get(currency) == multiple
+
+
+def test_isk_converts_with_two_decimals_as_stripes_api_does():
+    assert to_minor_units(5, "isk") == 500
+    assert from_minor_units(500, "isk") == Decimal("5.00")
+
+
+def test_unknown_codes_count_as_two_decimal_but_do_not_validate():
+    assert minor_unit_exponent("xyz") == 2
+    with pytest.raises(ValidationError) as excinfo:
+        validate_currency("xyz")
+    assert excinfo.value.code == "invalid_currency" and "'xyz'" in excinfo.value.messages[0]

@@ -311,3 +311,66 @@ def test_a_charge_the_cron_took_first_is_returned_not_deleted(fake_stripe, custo
     row = StripeCharge.objects.get()
     assert row.is_charged
     assert len(fake_stripe.get("/v1/charges", customer=customer.stripe_customer_id)["data"]) == 1
+
+
+# --- input limits -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "words"),
+    [
+        ({"amount": 100_000_000}, "amount", "at most 99999999"),
+        ({"amount": 150, "currency": "ISK"}, "amount", "multiples of 100"),
+        ({"amount": 1005, "currency": "kwd"}, "amount", "multiples of 10"),
+        ({"currency": "ab"}, "currency", "'ab'"),
+        ({"statementDescriptor": "abcd"}, "statementDescriptor", "at least 5"),
+        ({"statementDescriptor": "12345"}, "statementDescriptor", "letter"),
+        ({"statementDescriptor": "Shop <3"}, "statementDescriptor", "<"),
+        ({"statementDescriptor": 'say "hi"'}, "statementDescriptor", '"'),
+        ({"statementDescriptor": "a*b cd"}, "statementDescriptor", "*"),
+        ({"statementDescriptor": "Café Shop"}, "statementDescriptor", "ASCII"),
+    ],
+)
+def test_stripes_limits_are_payload_errors(fake_stripe, customer, user, cashier, extra, field, words):
+    fake_stripe.proxy.reset()
+
+    payload = create(cashier, user, **extra)["data"]["createStripeCharge"]
+
+    assert payload["charge"] is None and codes(payload) == [(field, "INVALID")]
+    assert words in payload["errors"][0]["message"]
+    assert not StripeCharge.objects.exists() and fake_stripe.proxy.calls() == []
+
+
+def test_every_bad_field_is_reported_at_once(fake_stripe, customer, user, cashier):
+    payload = create(cashier, user, amount=0, statementDescriptor="abcd")["data"]["createStripeCharge"]
+
+    assert sorted(codes(payload)) == [("amount", "INVALID"), ("statementDescriptor", "INVALID")]
+    assert not StripeCharge.objects.exists()
+
+
+@pytest.mark.parametrize(("amount", "descriptor"), [(1, "abcde"), (99_999_999, "a" * 22)])
+def test_the_limits_themselves_are_charged(fake_stripe, customer, user, cashier, amount, descriptor):
+    body = create(cashier, user, amount=amount, statementDescriptor=descriptor)
+
+    payload = body["data"]["createStripeCharge"]
+    assert payload["errors"] == [] and payload["charge"]["isCharged"] is True
+    [sent] = fake_stripe.proxy.calls("POST", "/v1/charges")
+    assert (sent.params["amount"], sent.params["statement_descriptor"]) == (str(amount), descriptor)
+
+
+def test_a_refund_beyond_stripes_limit_is_invalid(fake_stripe, charged, refunder):
+    payload = refund(refunder, charged, 100_000_000)["data"]["refundStripeCharge"]
+
+    assert payload["charge"] is None and codes(payload) == [("amount", "INVALID")]
+    assert fake_stripe.proxy.calls() == []
+
+
+def test_a_refund_in_fractions_of_a_krona_is_invalid(fake_stripe, customer, user, refunder):
+    charge = StripeCharge.objects.create(user=user, amount=10_000, currency="isk", description="ISK")
+    charge.charge()
+    fake_stripe.proxy.reset()
+
+    payload = refund(refunder, charge, 150)["data"]["refundStripeCharge"]
+
+    assert codes(payload) == [("amount", "INVALID")] and "multiples of 100" in payload["errors"][0]["message"]
+    assert fake_stripe.proxy.calls() == []

@@ -143,3 +143,39 @@ def test_create_plan_needs_add_stripesubscriptionplan(fake_stripe, user, who):
     assert body["data"] == {"createStripeSubscriptionPlan": None}
     assert [error["extensions"]["code"] for error in body["errors"]] == ["PERMISSION_DENIED"]
     assert not StripeSubscriptionPlan.objects.exists() and fake_stripe.proxy.calls() == []
+
+
+# --- input limits -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "words"),
+    [
+        ({"amount": 100_000_000}, "amount", "at most 99999999"),
+        ({"amount": 150, "currency": "isk"}, "amount", "multiples of 100"),
+        ({"amount": 2501, "currency": "BHD"}, "amount", "multiples of 10"),
+        ({"currency": "EU"}, "currency", "'eu'"),
+        ({"statementDescriptor": "abcd"}, "statementDescriptor", "at least 5"),
+        ({"statementDescriptor": "12345"}, "statementDescriptor", "letter"),
+        ({"statementDescriptor": "Shop <3"}, "statementDescriptor", "<"),
+        ({"statementDescriptor": 'say "hi"'}, "statementDescriptor", '"'),
+        ({"statementDescriptor": "a*b cd"}, "statementDescriptor", "*"),
+        ({"statementDescriptor": "Żabka plan"}, "statementDescriptor", "ASCII"),
+    ],
+)
+def test_stripes_limits_are_payload_errors(fake_stripe, planner, extra, field, words):
+    payload = create(planner, **extra)["data"]["createStripeSubscriptionPlan"]
+
+    assert payload["plan"] is None and codes(payload) == [(field, "INVALID")]
+    assert words in payload["errors"][0]["message"]
+    assert not StripeSubscriptionPlan.objects.exists() and fake_stripe.proxy.calls() == []
+
+
+@pytest.mark.parametrize("amount", [0, 99_999_999])
+def test_a_free_plan_and_the_largest_amount_are_created(fake_stripe, planner, amount):
+    body = create(planner, amount=amount, statementDescriptor="a" * 22)
+
+    payload = body["data"]["createStripeSubscriptionPlan"]
+    assert payload["errors"] == [] and payload["plan"]["amount"] == amount
+    [sent] = fake_stripe.proxy.calls("POST", "/v1/plans")
+    assert sent.params["amount"] == str(amount)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from aa_stripe import stripe_api
-from aa_stripe.exceptions import StripeInternalError, StripeInvalidRequestError, StripeMethodNotAllowed
+from aa_stripe.exceptions import (
+    StripeInternalError,
+    StripeInvalidInput,
+    StripeInvalidRequestError,
+    StripeMethodNotAllowed,
+)
 from aa_stripe.models import StripeSubscriptionPlan
 
 pytestmark = pytest.mark.django_db
@@ -162,7 +167,9 @@ def test_jpy_amount_is_sent_unchanged_in_minor_units(fake_stripe):
 
 
 def test_plan_refused_by_stripe_is_not_marked_created(fake_stripe):
-    plan = make_plan(amount=-1)
+    # (an amount such as -1 no longer reaches Stripe: see test_invalid_input_is_refused_before_stripe)
+    fake_stripe.proxy.inject("status", method="POST", path_prefix="/v1/plans", status=400)
+    plan = make_plan()
 
     with pytest.raises(StripeInvalidRequestError) as excinfo:
         plan.create_at_stripe()
@@ -171,3 +178,60 @@ def test_plan_refused_by_stripe_is_not_marked_created(fake_stripe):
     plan.refresh_from_db()
     assert plan.is_created_at_stripe is False
     assert plans_at_fake(fake_stripe) == []
+
+
+# --- input limits: refused before Stripe ----------------------------------------------------------
+
+
+def unsaved_plan(**fields) -> StripeSubscriptionPlan:
+    values = {"amount": 5000, "name": "gold-basic", "interval": StripeSubscriptionPlan.INTERVAL_MONTH}
+    return StripeSubscriptionPlan(**{**values, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "code"),
+    [
+        ({"amount": -1}, "amount", "min_value"),
+        ({"amount": 1.5}, "amount", "invalid_amount"),
+        ({"amount": "5000"}, "amount", "invalid_amount"),
+        ({"amount": 100_000_000}, "amount", "max_value"),
+        ({"amount": 150, "currency": "isk"}, "amount", "amount_multiple"),
+        ({"currency": "xyz"}, "currency", "invalid_currency"),
+        ({"statement_descriptor": "abcd"}, "statement_descriptor", "min_length"),
+        ({"statement_descriptor": "12345"}, "statement_descriptor", "no_letter"),
+        ({"statement_descriptor": 'say "hi"'}, "statement_descriptor", "forbidden_characters"),
+        ({"statement_descriptor": "a*b cd"}, "statement_descriptor", "forbidden_characters"),
+    ],
+)
+def test_invalid_input_is_refused_before_stripe(fake_stripe, fields, field, code):
+    plan = unsaved_plan(**fields)
+
+    with pytest.raises(StripeInvalidInput) as excinfo:
+        plan.create_at_stripe()
+
+    assert (excinfo.value.field, excinfo.value.code) == (field, code)
+    assert fake_stripe.proxy.calls() == []
+    assert plan.pk is None and not plan.stripe_plan_id  # nothing saved, no plan id chosen
+    assert not StripeSubscriptionPlan.objects.exists()
+
+
+def test_a_saved_invalid_plan_is_left_as_it_was(fake_stripe):
+    plan = make_plan(amount=100_000_000)
+
+    with pytest.raises(StripeInvalidInput, match="at most 99999999"):
+        plan.create_at_stripe()
+
+    plan.refresh_from_db()
+    assert (plan.stripe_plan_id, plan.is_created_at_stripe, plan.stripe_response) == ("", False, {})
+    assert fake_stripe.proxy.calls() == []
+
+
+def test_a_free_plan_and_the_largest_amount_are_allowed(fake_stripe):
+    free, dear = make_plan(amount=0, name="free"), make_plan(amount=99_999_999, name="dear")
+
+    free.create_at_stripe()
+    dear.create_at_stripe()
+
+    sent = [call.params["amount"] for call in fake_stripe.proxy.calls("POST", "/v1/plans")]
+    assert sent == ["0", "99999999"]
+    assert free.is_created_at_stripe and dear.is_created_at_stripe

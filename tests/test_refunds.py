@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
-from aa_stripe.exceptions import StripeInternalError, StripeMethodNotAllowed
+from aa_stripe.exceptions import StripeInternalError, StripeInvalidInput, StripeMethodNotAllowed
 from aa_stripe.models import StripeCharge, StripeRefund
 from aa_stripe.signals import stripe_charge_refunded
 
@@ -64,7 +66,7 @@ def test_partial_refunds_add_up_and_never_exceed_the_charge(fake_stripe, charged
 
 @pytest.mark.parametrize("amount", [0, -100])
 def test_non_positive_amounts_are_refused(fake_stripe, charged, amount):
-    with pytest.raises(StripeMethodNotAllowed, match="positive"):
+    with pytest.raises(StripeInvalidInput, match="positive"):
         charged.refund(amount)
     assert fake_stripe.proxy.calls("POST", "/v1/refunds") == []
 
@@ -111,3 +113,67 @@ def test_stale_in_memory_copy_cannot_over_refund(fake_stripe, charged):
         stale.refund(800)  # the row lock reloads amount_refunded first
 
     assert refunds_at_fake(fake_stripe, charged) == 800
+
+
+# --- input limits: refused before Stripe ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [
+        (1.5, "invalid_amount"),  # refused, never truncated to 1
+        (0.5, "invalid_amount"),
+        (True, "invalid_amount"),
+        ("100", "invalid_amount"),
+        (-1, "min_value"),
+        (100_000_000, "max_value"),
+    ],
+)
+def test_invalid_refund_amounts_are_refused_before_stripe(
+    fake_stripe, charged, refunded_signals, amount, code
+):
+    fake_stripe.proxy.reset()
+
+    with pytest.raises(StripeInvalidInput) as excinfo:
+        charged.refund(amount)
+
+    assert (excinfo.value.field, excinfo.value.code) == ("amount", code)
+    assert fake_stripe.proxy.calls() == []
+    charged.refresh_from_db()
+    assert (charged.amount_refunded, charged.pending_refund_amount, charged.is_refunded) == (0, None, False)
+    assert not StripeRefund.objects.exists() and refunded_signals == []
+
+
+def test_refund_of_one_and_a_half_cents_is_refused_by_keyword_too(fake_stripe, charged):
+    with pytest.raises(StripeInvalidInput, match=r"1\.5"):
+        charged.refund(amount=1.5)
+    assert fake_stripe.proxy.calls("POST", "/v1/refunds") == []
+
+
+def test_a_whole_decimal_amount_is_refunded_as_an_integer(fake_stripe, charged):
+    charged.refund(Decimal("300"))
+
+    [sent] = fake_stripe.proxy.calls("POST", "/v1/refunds")
+    assert sent.params["amount"] == "300"
+    charged.refresh_from_db()
+    assert charged.amount_refunded == 300
+    assert type(charged.refunds.get().amount) is int
+
+
+def test_refunds_follow_the_currencys_step(fake_stripe, customer, user):
+    charge = StripeCharge.objects.create(user=user, amount=10_000, currency="isk", description="ISK 100")
+    charge.charge()
+
+    with pytest.raises(StripeInvalidInput, match="multiples of 100"):
+        charge.refund(150)  # 1.50 kr: Stripe takes whole krónur only
+    assert fake_stripe.proxy.calls("POST", "/v1/refunds") == []
+
+    charge.refund(200)
+    charge.refresh_from_db()
+    assert charge.amount_refunded == 200
+
+
+def test_more_than_what_is_left_is_still_not_allowed(fake_stripe, charged):
+    with pytest.raises(StripeMethodNotAllowed, match="exceed"):
+        charged.refund(1001)
+    assert fake_stripe.proxy.calls("POST", "/v1/refunds") == []

@@ -29,9 +29,9 @@ from tests.test_migrations import UPSTREAM  # aa-stripe 0.13's 22 migration name
 ROOT = Path(__file__).resolve().parent.parent
 UPGRADE = ROOT / "tests" / "upgrade"
 RECORDED_COUNTS = json.loads((UPGRADE / "aa_stripe_0_13_row_counts.json").read_text())
-# Rows our migrate adds outside aa_stripe's own tables: the squash and 0023-0030 recorded, the
+# Rows our migrate adds outside aa_stripe's own tables: the squash and 0023-0031 recorded, the
 # content type and the four permissions of the new StripeRefund model.
-ADDED_ROWS = {"django_migrations": 9, "django_content_type": 1, "auth_permission": 4}
+ADDED_ROWS = {"django_migrations": 10, "django_content_type": 1, "auth_permission": 4}
 
 
 def _postgres_url() -> str | None:

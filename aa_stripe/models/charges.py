@@ -3,11 +3,13 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -20,10 +22,19 @@ from aa_stripe.exceptions import (
     StripeAPIError,
     StripeCardError,
     StripeInternalError,
+    StripeInvalidInput,
     StripeInvalidRequestError,
     StripeMethodNotAllowed,
 )
 from aa_stripe.signals import stripe_charge_card_exception, stripe_charge_refunded, stripe_charge_succeeded
+from aa_stripe.validators import (
+    clean_amount,
+    require_valid,
+    validate_amount,
+    validate_statement_descriptor,
+    validate_statement_descriptor_field,
+    validate_stripe_currency,
+)
 
 from .base import USER_MODEL, StripeBasicModel, lock_for_update
 from .customers import StripeCustomer
@@ -46,7 +57,11 @@ class StripeCharge(StripeBasicModel):
     user = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="stripe_charges")
     customer = models.ForeignKey(StripeCustomer, on_delete=models.SET_NULL, null=True, blank=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    amount = models.IntegerField(null=True, help_text=_("In the currency's minor unit (cents for USD)."))
+    amount = models.IntegerField(
+        null=True,
+        validators=[validate_amount],
+        help_text=_("In the currency's minor unit (cents for USD); 1 to 99,999,999."),
+    )
     amount_refunded = models.IntegerField(default=0, help_text=_("In the currency's minor unit."))
     currency = models.CharField(max_length=3, default=default_currency, validators=[validate_currency])
     is_charged = models.BooleanField(default=False)
@@ -73,7 +88,12 @@ class StripeCharge(StripeBasicModel):
     )
     description = models.CharField(max_length=255, help_text=_("Description sent to Stripe"))
     comment = models.CharField(max_length=255, blank=True, help_text=_("Comment for internal information"))
-    statement_descriptor = models.CharField(max_length=22, blank=True)
+    statement_descriptor = models.CharField(
+        max_length=22,
+        blank=True,
+        validators=[validate_statement_descriptor_field],
+        help_text=_("On the card statement: 5 to 22 Latin characters, at least one letter; empty for none."),
+    )
     content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.CASCADE)
     # null kept from aa-stripe: "no source" rows exist; a CharField holds integer and UUID keys.
     object_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)  # noqa: DJ001
@@ -106,6 +126,8 @@ class StripeCharge(StripeBasicModel):
           stays retryable; the retry reuses the same idempotency key, so Stripe replays the
           first charge instead of making a second one.
         - Success: ``is_charged`` is set and ``stripe_charge_succeeded`` is sent.
+        - An amount, currency or statement descriptor Stripe would refuse: :class:`StripeInvalidInput`
+          is raised before any request, and the row is left as it was (not marked failed).
         """
         if idempotency_key is not None:
             warnings.warn(
@@ -118,6 +140,7 @@ class StripeCharge(StripeBasicModel):
             lock_for_update(self)
             if self.is_charged:
                 raise StripeMethodNotAllowed("Already charged.")
+            self.validate_for_stripe()
             outcome, error, stripe_charge = self._charge_locked(payment_uuid)
             self.save()
         if outcome == "declined":
@@ -127,6 +150,29 @@ class StripeCharge(StripeBasicModel):
             raise error
         stripe_charge_succeeded.send(sender=StripeCharge, instance=self)
         return stripe_charge
+
+    def validate_for_stripe(self) -> None:
+        """Raise :class:`StripeInvalidInput` when Stripe would refuse the amount, currency or
+        statement descriptor (``charge()`` calls it before any request)."""
+        errors = self.input_errors()
+        if errors:
+            field, error = errors[0]
+            raise StripeInvalidInput(" ".join(error.messages), field=field, code=error.code)
+
+    def input_errors(self) -> list[tuple[str, ValidationError]]:
+        """``(field, ValidationError)`` for every input Stripe would refuse; empty when all is valid."""
+        checks: list[tuple[str, Callable[[], object]]] = [
+            ("currency", lambda: validate_stripe_currency(self.currency)),
+            ("amount", lambda: clean_amount(self.amount, self.currency)),
+            ("statement_descriptor", lambda: validate_statement_descriptor(self.statement_descriptor)),
+        ]
+        errors: list[tuple[str, ValidationError]] = []
+        for field, check in checks:
+            try:
+                check()
+            except ValidationError as err:
+                errors.append((field, err))
+        return errors
 
     def _charge_locked(self, payment_uuid: Any) -> tuple[str, StripeAPIError | None, dict[str, Any] | None]:
         customer = StripeCustomer.get_customer_to_charge(self.user, preferred=self.customer)
@@ -208,6 +254,9 @@ class StripeCharge(StripeBasicModel):
         row and sends ``stripe_charge_refunded``. The idempotency key names the amount refunded
         before and the amount, so retrying after a lost answer replays, while a second partial
         refund of the same amount is a new refund.
+
+        ``amount_to_refund`` must be a positive integer (``1.5`` raises :class:`StripeInvalidInput`,
+        it is never truncated) and at most what is left (else :class:`StripeMethodNotAllowed`).
         """
         if amount is not None:
             if amount_to_refund is not None and amount_to_refund != amount:
@@ -259,6 +308,9 @@ class StripeCharge(StripeBasicModel):
     def _validate_refund(self, amount_to_refund: int | None) -> int:
         if not self.is_charged:
             raise StripeMethodNotAllowed("Cannot refund not charged transaction.")
+        if amount_to_refund is not None:
+            # a positive integer (1.5 is refused, never truncated), in the currency's steps
+            amount_to_refund = require_valid("amount", clean_amount, amount_to_refund, self.currency)
         remaining = (self.amount or 0) - self.amount_refunded
         pending = self.pending_refund_amount
         if pending is not None and amount_to_refund not in (None, pending):
@@ -271,9 +323,6 @@ class StripeCharge(StripeBasicModel):
             raise StripeMethodNotAllowed("Already refunded.")
         if amount_to_refund is None:
             return remaining
-        amount_to_refund = int(amount_to_refund)
-        if amount_to_refund <= 0:
-            raise StripeMethodNotAllowed("The amount to refund must be positive.")
         if amount_to_refund > remaining:
             raise StripeMethodNotAllowed("Refunds exceed charge")
         return amount_to_refund

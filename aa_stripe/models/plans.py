@@ -12,6 +12,14 @@ from aa_stripe import stripe_api
 from aa_stripe.conf import default_currency
 from aa_stripe.currencies import validate_currency
 from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed
+from aa_stripe.validators import (
+    clean_amount,
+    require_valid,
+    validate_plan_amount,
+    validate_statement_descriptor,
+    validate_statement_descriptor_field,
+    validate_stripe_currency,
+)
 
 from .base import StripeBasicModel
 
@@ -39,7 +47,10 @@ class StripeSubscriptionPlan(StripeBasicModel):
     source = models.JSONField(
         blank=True, default=dict, help_text=_('Source of the plan, ie: {"prescription": 1}')
     )
-    amount = models.BigIntegerField(help_text=_("In the currency's minor unit (cents for USD)."))
+    amount = models.BigIntegerField(
+        validators=[validate_plan_amount],
+        help_text=_("In the currency's minor unit (cents for USD); 0 (free) to 99,999,999."),
+    )
     currency = models.CharField(max_length=3, default=default_currency, validators=[validate_currency])
     name = models.CharField(
         max_length=255, help_text=_("Name of the plan, to be displayed on invoices and in the web interface.")
@@ -54,7 +65,11 @@ class StripeSubscriptionPlan(StripeBasicModel):
     statement_descriptor = models.CharField(
         max_length=22,
         blank=True,
-        help_text=_("An arbitrary string to be displayed on your customer's credit card statement."),
+        validators=[validate_statement_descriptor_field],
+        help_text=_(
+            "Displayed on your customer's credit card statement: 5 to 22 Latin characters, at least "
+            "one letter; empty for none."
+        ),
     )
     trial_period_days = models.IntegerField(
         default=0, validators=[MinValueValidator(0)], help_text=_("Trial period in days (0: no trial).")
@@ -78,9 +93,15 @@ class StripeSubscriptionPlan(StripeBasicModel):
 
         The plan id is chosen and saved before the call, so a retry after a lost answer
         finds the plan Stripe already made instead of creating a second one.
+
+        An amount, currency or statement descriptor Stripe would refuse raises
+        :class:`~aa_stripe.exceptions.StripeInvalidInput` before anything is saved or sent.
         """
         if self.is_created_at_stripe:
             raise StripeMethodNotAllowed("This plan is already created at Stripe.")
+        require_valid("currency", validate_stripe_currency, self.currency)
+        amount = require_valid("amount", clean_amount, self.amount, self.currency, allow_zero=True)
+        require_valid("statement_descriptor", validate_statement_descriptor, self.statement_descriptor)
         if not self.stripe_plan_id:
             self.stripe_plan_id = f"plan_{uuid.uuid4().hex}"
         self.save()
@@ -89,7 +110,7 @@ class StripeSubscriptionPlan(StripeBasicModel):
             product["statement_descriptor"] = self.statement_descriptor
         params: dict[str, Any] = {
             "id": self.stripe_plan_id,
-            "amount": self.amount,
+            "amount": amount,
             "currency": self.currency,
             "interval": self.interval,
             "interval_count": self.interval_count,
@@ -107,7 +128,7 @@ class StripeSubscriptionPlan(StripeBasicModel):
                 raise
             plan = stripe_api.call("plans", "retrieve", self.stripe_plan_id)
             if (plan.get("amount"), plan.get("currency"), plan.get("interval")) != (
-                self.amount,
+                amount,
                 self.currency,
                 self.interval,
             ):

@@ -23,11 +23,12 @@ from aa_stripe.exceptions import (
     StripeNoActiveCustomer,
 )
 from aa_stripe.models import StripeCharge, StripeCustomer
+from aa_stripe.validators import clean_amount
 
 from ..errors import error_from_exception
 from ..permissions import require_perm
 from ..types import StripeChargeType
-from .base import StripeMutation, UserError, clean, object_from_global_id, positive, with_error
+from .base import StripeMutation, UserError, clean, object_from_global_id, with_error
 
 _CHARGE_INPUTS = ("user", "amount", "currency", "description", "comment", "statement_descriptor")
 
@@ -41,6 +42,15 @@ def _user(pk: str) -> Any:
     if found is None:
         raise UserError(ErrorCode.NOT_FOUND, "No user with this id.", "user")
     return found
+
+
+def check_amount(amount: int, currency: str, *, allow_zero: bool = False) -> None:
+    """``INVALID`` on ``amount`` unless Stripe takes it in ``currency`` (range, integer, the currency's
+    step: see :mod:`aa_stripe.validators`)."""
+    try:
+        clean_amount(amount, currency, allow_zero=allow_zero)
+    except ValidationError as err:
+        raise UserError(ErrorCode.INVALID, " ".join(err.messages), "amount") from None
 
 
 def _decline(charge: StripeCharge) -> dict[str, Any]:
@@ -103,7 +113,6 @@ class CreateStripeCharge(StripeMutation):
     @classmethod
     def perform(cls, info: Any, user: str, amount: int, **data: Any) -> dict[str, Any]:
         require_perm(info, "add_stripecharge")
-        positive(amount, "amount")
         charge = StripeCharge(
             user=_user(user),
             amount=amount,
@@ -112,7 +121,8 @@ class CreateStripeCharge(StripeMutation):
             comment=data.get("comment") or "",
             statement_descriptor=data.get("statement_descriptor") or "",
         )
-        clean(charge, _CHARGE_INPUTS)
+        clean(charge, _CHARGE_INPUTS)  # amount, currency and statement descriptor limits included
+        check_amount(charge.amount, charge.currency)  # the currency's step (ISK: whole krónur)
         charge_now = data.get("charge_now") is not False
         if charge_now and StripeCustomer.get_latest_active_customer_for_user(charge.user) is None:
             raise UserError(ErrorCode.NO_ACTIVE_CUSTOMER, StripeNoActiveCustomer().message, "user")
@@ -148,7 +158,8 @@ class RefundStripeCharge(StripeMutation):
 def _check_refund(charge: StripeCharge, amount: int | None) -> None:
     if not charge.is_charged:
         raise UserError(ErrorCode.NOT_ALLOWED, "This charge was not charged.", "charge")
-    positive(amount, "amount")
+    if amount is not None:
+        check_amount(amount, charge.currency)
     if charge.pending_refund_amount is not None:
         return  # the model replays the unconfirmed refund (or says which amount to ask for)
     left = (charge.amount or 0) - charge.amount_refunded

@@ -19,7 +19,8 @@ from aa_stripe.models import StripeSubscriptionPlan
 from ..enums import StripePlanInterval
 from ..permissions import require_perm
 from ..types import StripeSubscriptionPlanType
-from .base import StripeMutation, clean, metadata_object, positive, with_error
+from .base import StripeMutation, clean, metadata_object, with_error
+from .charges import check_amount
 
 _PLAN_INPUTS = (
     "name",
@@ -54,7 +55,6 @@ class CreateStripeSubscriptionPlan(StripeMutation):
     @classmethod
     def perform(cls, info: Any, name: str, amount: int, interval: Any, **data: Any) -> dict[str, Any]:
         require_perm(info, "add_stripesubscriptionplan")
-        positive(amount, "amount", allow_zero=True)
         plan = StripeSubscriptionPlan(
             name=name,
             amount=amount,
@@ -65,7 +65,8 @@ class CreateStripeSubscriptionPlan(StripeMutation):
             statement_descriptor=data.get("statement_descriptor") or "",
             metadata=metadata_object(data.get("metadata")),
         )
-        clean(plan, _PLAN_INPUTS)
+        clean(plan, _PLAN_INPUTS)  # amount (0 for a free plan), currency and statement descriptor limits
+        check_amount(plan.amount, plan.currency, allow_zero=True)  # the currency's step (ISK: whole krónur)
         unknown: StripeInternalError | None = None
         with transaction.atomic():
             try:

@@ -8,17 +8,72 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import router, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Length, Mod
+from django.db.models.lookups import Exact, GreaterThan, LessThan
 
-from aa_stripe.exceptions import AaStripeError, StripeInternalError, StripeMethodNotAllowed
+from aa_stripe.currencies import AMOUNT_MULTIPLES, CURRENCY_CODES
+from aa_stripe.exceptions import (
+    AaStripeError,
+    StripeInternalError,
+    StripeInvalidInput,
+    StripeMethodNotAllowed,
+)
 from aa_stripe.models import StripeCharge
+from aa_stripe.validators import (
+    MAX_AMOUNT,
+    MIN_AMOUNT,
+    STATEMENT_DESCRIPTOR_FORBIDDEN,
+    STATEMENT_DESCRIPTOR_MAX_LENGTH,
+    STATEMENT_DESCRIPTOR_MIN_LENGTH,
+)
+
+#: How many rows with invalid input a run lists one by one (all are counted).
+INVALID_ROWS_LISTED = 20
+
+
+def _not_done() -> QuerySet[StripeCharge]:
+    return StripeCharge.objects.filter(is_charged=False, charge_attempt_failed=False, is_manual_charge=False)
+
+
+def invalid_input() -> Q:
+    """Rows whose amount, currency or statement descriptor Stripe would refuse, in SQL.
+
+    The same rules as :mod:`aa_stripe.validators` (which ``StripeCharge.charge()`` applies), so that
+    such rows are never claimed: they are reported, not retried.
+    """
+    invalid = (
+        Q(amount__isnull=True)
+        | Q(amount__lt=MIN_AMOUNT)
+        | Q(amount__gt=MAX_AMOUNT)
+        | ~Q(currency__in=CURRENCY_CODES)
+    )
+    for currency, multiple in AMOUNT_MULTIPLES.items():
+        invalid |= Q(currency=currency) & ~Q(Exact(Mod("amount", multiple), 0))
+    descriptor = Length("statement_descriptor")
+    bad_descriptor = (
+        Q(LessThan(descriptor, STATEMENT_DESCRIPTOR_MIN_LENGTH))
+        | Q(GreaterThan(descriptor, STATEMENT_DESCRIPTOR_MAX_LENGTH))
+        | Q(statement_descriptor__regex=r"[^ -~]")  # not printable ASCII
+        | ~Q(statement_descriptor__regex=r"[A-Za-z]")  # no letter
+    )
+    for char in sorted(STATEMENT_DESCRIPTOR_FORBIDDEN):
+        bad_descriptor |= Q(statement_descriptor__contains=char)
+    return invalid | (~Q(statement_descriptor="") & bad_descriptor)
 
 
 def pending_charges() -> QuerySet[StripeCharge]:
-    """Charges ``charge_stripe`` takes: not charged, not failed, not manual; oldest first."""
-    return StripeCharge.objects.filter(
-        is_charged=False, charge_attempt_failed=False, is_manual_charge=False
-    ).order_by("pk")
+    """Charges ``charge_stripe`` takes: not charged, not failed, not manual, valid input; oldest first."""
+    return _not_done().exclude(invalid_input()).order_by("pk")
+
+
+def invalid_charges() -> QuerySet[StripeCharge]:
+    """Charges ``charge_stripe`` would take but for input Stripe would refuse; oldest first.
+
+    They are reported by every run (and make it exit non-zero) until the row is corrected or set
+    ``is_manual_charge``; they are never sent to Stripe nor marked as a failed attempt.
+    """
+    return _not_done().filter(invalid_input()).order_by("pk")
 
 
 def positive_int(value: str) -> int:
@@ -34,8 +89,9 @@ class Command(BaseCommand):
         "Each row is claimed with SELECT ... FOR UPDATE SKIP LOCKED in a transaction of its own that "
         "commits its outcome at once, so runs on several hosts share the work and never charge a row "
         "twice. Declined cards are counted, not retried; a network or Stripe server error leaves the "
-        "row for the next run (same idempotency key). Exits non-zero when any row was left for retry "
-        "or failed."
+        "row for the next run (same idempotency key). Rows whose amount, currency or statement "
+        "descriptor Stripe would refuse are listed, never sent (correct them or mark them manual). "
+        "Exits non-zero when any row was left for retry, failed or has invalid input."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -50,6 +106,7 @@ class Command(BaseCommand):
             self._list_pending(limit)
             return
         counts: Counter[str] = Counter()
+        invalid = self._report_invalid()
         last_pk = 0
         while limit is None or counts.total() < limit:
             claimed = self._claim_and_charge(last_pk)
@@ -57,13 +114,16 @@ class Command(BaseCommand):
                 break
             last_pk, outcome = claimed
             counts[outcome] += 1
+        invalid += counts.pop("invalid", 0)
         summary = (
             f"charge_stripe: {counts['charged']} charged, {counts['declined']} declined, "
             f"{counts['retry']} left for retry, {counts['error']} errors"
         )
         if counts["skipped"]:
             summary += f", {counts['skipped']} charged meanwhile by another run"
-        if counts["retry"] or counts["error"]:
+        if invalid:
+            summary += f", {invalid} not sent (invalid input)"
+        if counts["retry"] or counts["error"] or invalid:
             raise CommandError(summary)
         if self.verbosity >= 1:
             self.stdout.write(summary)
@@ -95,6 +155,9 @@ class Command(BaseCommand):
         except StripeInternalError as err:
             self.stderr.write(f"{label}: left for retry: {err.message}")
             return "retry"
+        except StripeInvalidInput as err:  # rules invalid_input() missed: still never sent
+            self.stderr.write(f"{label}: {self._invalid_text(err.field or 'input', err.message)}")
+            return "invalid"
         except StripeMethodNotAllowed as err:
             if charge.is_charged:  # charged by another run between our query and our lock
                 return "skipped"
@@ -124,6 +187,26 @@ class Command(BaseCommand):
         what = f"charged {charge.stripe_charge_id}, then " if charge.is_charged else ""
         self.stderr.write(f"{label}: {what}{type(err).__name__}: {err}")
 
+    def _report_invalid(self) -> int:
+        """List the rows left alone for invalid input (up to ``INVALID_ROWS_LISTED``); their count."""
+        rows = invalid_charges()
+        total = rows.count()
+        for charge in rows[:INVALID_ROWS_LISTED]:
+            problems = "; ".join(
+                self._invalid_text(field, " ".join(error.messages)) for field, error in charge.input_errors()
+            )
+            self.stderr.write(f"{self._label(charge)}: {problems or self._invalid_text('input', '?')}")
+        if total > INVALID_ROWS_LISTED:
+            self.stderr.write(f"... and {total - INVALID_ROWS_LISTED} more rows with invalid input")
+        return total
+
+    @staticmethod
+    def _invalid_text(field: str, message: str) -> str:
+        return (
+            f"not sent to Stripe, invalid {field}: {message} "
+            "(correct the row, or set is_manual_charge to leave it alone)"
+        )
+
     @staticmethod
     def _label(charge: StripeCharge) -> str:
         return f"charge #{charge.pk} ({charge.amount} {charge.currency}, user {charge.user_id})"
@@ -138,4 +221,8 @@ class Command(BaseCommand):
                     f"would charge #{charge.pk}: {charge.amount} {charge.currency} for user {charge.user_id}"
                 )
             shown += 1
-        self.stdout.write(f"charge_stripe --dry-run: {shown} would be charged")
+        summary = f"charge_stripe --dry-run: {shown} would be charged"
+        invalid = invalid_charges().count()
+        if invalid:
+            summary += f", {invalid} not (invalid input)"
+        self.stdout.write(summary)
