@@ -8,8 +8,9 @@ API alike. The model methods that call Stripe turn these errors into
 Limits (https://docs.stripe.com/currencies, https://docs.stripe.com/get-started/account/statement-descriptors):
 
 - amounts are integers in the currency's minor unit, at least 1 (0 for a free plan), at most
-  ``MAX_AMOUNT`` (eight digits: 999,999.99 USD), and a multiple of the currency's step where Stripe
-  has one (``aa_stripe.currencies.AMOUNT_MULTIPLES``: ISK 100, three-decimal currencies 10);
+  ``MAX_AMOUNT`` (eight digits: 999,999.99 USD; ``MAX_AMOUNTS``: IDR twelve), and a multiple of the
+  currency's step where Stripe has one (``aa_stripe.currencies.AMOUNT_MULTIPLES``: ISK 100,
+  three-decimal currencies 10);
 - statement descriptors are empty (none) or 5 to 22 printable ASCII characters with at least one
   letter and none of ``< > \\ ' " *``.
 """
@@ -26,8 +27,17 @@ from django.core.exceptions import ValidationError
 from aa_stripe.currencies import AMOUNT_MULTIPLES, validate_currency
 from aa_stripe.exceptions import StripeInvalidInput
 
-#: Stripe's amounts have at most eight digits (99,999,999 cents is 999,999.99 USD).
+#: Stripe's amounts have at most eight digits (99,999,999 cents is 999,999.99 USD)...
 MAX_AMOUNT = 99_999_999
+#: ...except in these currencies (IDR: twelve digits).
+MAX_AMOUNTS: dict[str, int] = {"idr": 999_999_999_999}
+
+
+def max_amount(currency: str | None) -> int:
+    """The largest amount Stripe takes in ``currency`` (its minor unit)."""
+    return MAX_AMOUNTS.get((currency or "").lower(), MAX_AMOUNT)
+
+
 #: The smallest amount of a charge or refund (Stripe's per-currency minimum charge, e.g. 0.50 USD,
 #: depends on the settlement currency and is left to Stripe).
 MIN_AMOUNT = 1
@@ -71,12 +81,13 @@ def clean_amount(amount: Any, currency: str | None = None, *, allow_zero: bool =
             code="min_value",
             params={"value": amount, "limit_value": minimum},
         )
-    if amount > MAX_AMOUNT:
+    limit = max_amount(currency)
+    if amount > limit:
         raise ValidationError(
             "The amount must be at most %(limit_value)s in the currency's minor unit (Stripe's "
-            "eight digits), not %(value)s.",
+            "limit), not %(value)s.",
             code="max_value",
-            params={"value": amount, "limit_value": MAX_AMOUNT},
+            params={"value": amount, "limit_value": limit},
         )
     multiple = AMOUNT_MULTIPLES.get((currency or "").lower())
     if multiple and amount % multiple:

@@ -67,7 +67,8 @@ def check_page_arguments(field_name: str, arguments: dict[str, Any]) -> None:
     for name in ("after", "before"):
         # graphene-django adds an undecodable `after` to `offset` (TypeError) or ignores it silently.
         cursor = arguments.get(name)
-        if cursor is not None and cursor_to_offset(cursor) is None:
+        position = cursor_to_offset(cursor) if cursor is not None else 0
+        if position is None or position < 0:
             raise page_error(f"{name} is not a cursor of this connection.", code="INVALID_PAGINATION")
 
 

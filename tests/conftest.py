@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -62,3 +63,12 @@ def staff_client(client: Any, db: Any) -> Any:
     )
     client.force_login(admin)
     return client
+
+
+# Lets a fixture see its test's outcome (request.node.rep_call), e.g. the demo browser test's
+# screenshot on failure. Hooks only count in conftest.py or plugins, not in a test module.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -3,6 +3,7 @@ the GraphQL fuzz test: its own process group, its own fake Stripe, a throwaway S
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -81,12 +82,23 @@ def start_demo(tmp_path: Path) -> Demo:
     pytest.fail(f"the demo did not get ready:\n{log_path.read_text(errors='replace')}")
 
 
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+        os.killpg(process.pid, signum)
+
+
 def stop_demo(process: subprocess.Popen) -> int:
+    """SIGINT to the demo's process group, as Ctrl-C; SIGKILL to whatever is left after 30 s.
+
+    The group is signalled even when run_demo.py itself has exited, so that no server it started
+    outlives a failed test."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
+        _signal_group(process, signal.SIGINT)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            _signal_group(process, signal.SIGKILL)
             process.wait()
-    return process.returncode
+    code = process.returncode
+    _signal_group(process, signal.SIGKILL)  # leftovers of a run_demo.py that died early
+    return code

@@ -374,6 +374,9 @@ def test_a_row_the_query_misses_is_still_never_sent(fake_stripe, customer, user,
         {"amount": None},
         {"amount": 99_999_999},
         {"amount": 100_000_000},
+        {"amount": 100_000_000, "currency": "idr"},
+        {"amount": 999_999_999_999, "currency": "idr"},
+        {"amount": 1_000_000_000_000, "currency": "idr"},
         {"amount": 100, "currency": "isk"},
         {"amount": 150, "currency": "isk"},
         {"amount": 1230, "currency": "bhd"},
@@ -405,3 +408,29 @@ def test_the_query_agrees_with_the_validators(user, fields):
     in_sql = charge_stripe.invalid_charges().filter(pk=row.pk).exists()
     assert in_sql == bool(row.input_errors()), row.input_errors()
     assert charge_stripe.pending_charges().filter(pk=row.pk).exists() is not in_sql
+
+
+def test_an_attempt_whose_answer_was_lost_is_resent_even_if_now_invalid(
+    fake_stripe, customer, user, monkeypatch
+):
+    """A row sent by a version without these checks (here: a 4-character descriptor) whose answer
+    was lost is re-sent as it went, with the same key, so Stripe replays the charge it made."""
+    row = StripeCharge.objects.create(user=user, amount=500, description="x", statement_descriptor="ACME")
+    fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/charges")
+    with monkeypatch.context() as older_version:
+        older_version.setattr(StripeCharge, "validate_for_stripe", lambda self: None)
+        older_version.setattr(charge_stripe, "invalid_input", lambda: Q(pk__in=[]))
+        with pytest.raises(CommandError):
+            call_command("charge_stripe")
+    row.refresh_from_db()
+    assert row.outcome_unknown and row.input_errors()
+
+    assert charge_stripe.pending_charges().filter(pk=row.pk).exists()
+    assert not charge_stripe.invalid_charges().exists()
+    call_command("charge_stripe")
+
+    row.refresh_from_db()
+    assert row.is_charged and not row.outcome_unknown
+    first, retry = fake_stripe.proxy.calls("POST", "/v1/charges")
+    assert first.idempotency_key == retry.idempotency_key == f"charge:{row.uuid}:1"
+    assert retry.replayed

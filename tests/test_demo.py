@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -144,13 +145,6 @@ def screenshot_on_failure(request: pytest.FixtureRequest) -> Iterator[list]:
             page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{i}.png"), full_page=True)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)
-
-
 def _sign_in(page: object, url: str, username: str, password: str, form: str) -> None:
     page.fill(f"{form} input[name=username]", username)
     page.fill(f"{form} input[name=password]", password)
@@ -268,8 +262,33 @@ def test_demo_page_flow_in_chromium(demo: Demo, browser: object, screenshot_on_f
 def test_a_signal_to_the_demo_process_alone_stops_both_servers(tmp_path: Path) -> None:
     # As `kill PID` or a process manager stops it: only run_demo.py gets the signal.
     running = start_demo(tmp_path)
-    os.kill(running.process.pid, signal.SIGTERM)
-    assert running.process.wait(timeout=30) == 0
-    assert "Demo stopped." in running.log()
-    assert not port_open(running.url)
-    assert not port_open(running.fake_stripe_url)
+    try:
+        os.kill(running.process.pid, signal.SIGTERM)
+        assert running.process.wait(timeout=30) == 0
+        assert "Demo stopped." in running.log()
+        assert not port_open(running.url)
+        assert not port_open(running.fake_stripe_url)
+    finally:
+        stop_demo(running.process)
+
+
+def test_the_demo_settings_refuse_a_live_key_without_run_demo(tmp_path: Path) -> None:
+    # `python example/manage.py runserver` with a live key in the environment never starts.
+    env = {
+        **os.environ,
+        "STRIPE_API_KEY": "sk_live_not_a_real_key",
+        "DEMO_DATABASE": str(tmp_path / "x.sqlite3"),
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "example/manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "test-mode keys only" in result.stderr
+    assert "sk_live_not_a_real_key" not in result.stdout + result.stderr

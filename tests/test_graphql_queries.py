@@ -380,6 +380,9 @@ def test_first_101_is_a_clear_error(client):
         {"a": 0, "after": "0", "offset": 1},
         {"after": "not a cursor"},
         {"before": "0"},
+        {"after": "YXJyYXljb25uZWN0aW9uOi01"},  # "arrayconnection:-5" (found by review)
+        {"after": "YXJyYXljb25uZWN0aW9uOi01", "offset": 1},
+        {"before": "YXJyYXljb25uZWN0aW9uOi01"},
     ],
 )
 def test_invalid_pagination_is_a_clear_error(client, variables):

@@ -39,6 +39,25 @@ def test_max_amount_is_stripes_eight_digits():
 
 
 @pytest.mark.parametrize(
+    ("amount", "currency", "valid"),
+    [
+        (100_000_000, "usd", False),
+        (100_000_000, "idr", True),
+        (999_999_999_999, "idr", True),
+        (1_000_000_000_000, "idr", False),
+        (100_000_000, "IDR", True),
+    ],
+)
+def test_idr_takes_twelve_digits(amount, currency, valid):
+    if valid:
+        assert clean_amount(amount, currency) == amount
+    else:
+        with pytest.raises(ValidationError) as raised:
+            clean_amount(amount, currency)
+        assert raised.value.code == "max_value"
+
+
+@pytest.mark.parametrize(
     ("amount", "expected"),
     [
         (0, "min_value"),

@@ -57,12 +57,13 @@ class StripeCharge(StripeBasicModel):
     user = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="stripe_charges")
     customer = models.ForeignKey(StripeCustomer, on_delete=models.SET_NULL, null=True, blank=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    amount = models.IntegerField(
+    # 64-bit: Stripe takes twelve digits in IDR.
+    amount = models.BigIntegerField(
         null=True,
         validators=[validate_amount],
-        help_text=_("In the currency's minor unit (cents for USD); 1 to 99,999,999."),
+        help_text=_("In the currency's minor unit (cents for USD); 1 to 99,999,999 (IDR: 12 digits)."),
     )
-    amount_refunded = models.IntegerField(default=0, help_text=_("In the currency's minor unit."))
+    amount_refunded = models.BigIntegerField(default=0, help_text=_("In the currency's minor unit."))
     currency = models.CharField(max_length=3, default=default_currency, validators=[validate_currency])
     is_charged = models.BooleanField(default=False)
     is_refunded = models.BooleanField(default=False)
@@ -77,7 +78,7 @@ class StripeCharge(StripeBasicModel):
         null=True, blank=True, help_text=_("First time the current attempt was sent to Stripe.")
     )
     stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
-    pending_refund_amount = models.IntegerField(
+    pending_refund_amount = models.BigIntegerField(
         null=True, blank=True, help_text=_("A refund whose outcome Stripe did not confirm yet (lost answer).")
     )
     last_event_at = models.DateTimeField(
@@ -127,7 +128,8 @@ class StripeCharge(StripeBasicModel):
           first charge instead of making a second one.
         - Success: ``is_charged`` is set and ``stripe_charge_succeeded`` is sent.
         - An amount, currency or statement descriptor Stripe would refuse: :class:`StripeInvalidInput`
-          is raised before any request, and the row is left as it was (not marked failed).
+          is raised before any request, and the row is left as it was (not marked failed). Not
+          checked when re-sending an attempt whose answer was lost (``outcome_unknown``).
         """
         if idempotency_key is not None:
             warnings.warn(
@@ -140,7 +142,10 @@ class StripeCharge(StripeBasicModel):
             lock_for_update(self)
             if self.is_charged:
                 raise StripeMethodNotAllowed("Already charged.")
-            self.validate_for_stripe()
+            if not self.outcome_unknown:
+                # An attempt whose answer was lost is re-sent exactly as it went (same key): Stripe
+                # replays what it did; checking it now could strand a charge Stripe already made.
+                self.validate_for_stripe()
             outcome, error, stripe_charge = self._charge_locked(payment_uuid)
             self.save()
         if outcome == "declined":
@@ -150,6 +155,11 @@ class StripeCharge(StripeBasicModel):
             raise error
         stripe_charge_succeeded.send(sender=StripeCharge, instance=self)
         return stripe_charge
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """True while the current attempt was sent but Stripe's answer never arrived."""
+        return self.attempt_started_at is not None and not self.is_charged and not self.charge_attempt_failed
 
     def validate_for_stripe(self) -> None:
         """Raise :class:`StripeInvalidInput` when Stripe would refuse the amount, currency or
@@ -332,7 +342,7 @@ class StripeRefund(StripeBasicModel):
     """One refund of a :class:`StripeCharge` (a charge may have several partial refunds)."""
 
     charge = models.ForeignKey(StripeCharge, on_delete=models.CASCADE, related_name="refunds")
-    amount = models.IntegerField(help_text=_("In the currency's minor unit."))
+    amount = models.BigIntegerField(help_text=_("In the currency's minor unit."))
     currency = models.CharField(max_length=3, validators=[validate_currency])
     stripe_refund_id = models.CharField(max_length=255, unique=True)
 

@@ -49,7 +49,7 @@ class StripeSubscriptionPlan(StripeBasicModel):
     )
     amount = models.BigIntegerField(
         validators=[validate_plan_amount],
-        help_text=_("In the currency's minor unit (cents for USD); 0 (free) to 99,999,999."),
+        help_text=_("In the currency's minor unit (cents for USD); 0 (free) to 99,999,999 (IDR: 12 digits)."),
     )
     currency = models.CharField(max_length=3, default=default_currency, validators=[validate_currency])
     name = models.CharField(

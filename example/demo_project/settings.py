@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import django
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -88,6 +89,9 @@ else:
 
 # --- aa_stripe -------------------------------------------------------------------------------------
 STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
+if STRIPE_API_KEY and not STRIPE_API_KEY.startswith(("sk_test_", "rk_test_")):
+    # Also when started without run_demo.py (manage.py runserver): a demo never takes real money.
+    raise ImproperlyConfigured("The demo takes test-mode keys only (STRIPE_API_KEY=sk_test_...).")
 STRIPE_WEBHOOK_ENDPOINT_SECRET = os.environ.get("STRIPE_WEBHOOK_ENDPOINT_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE") or None  # None: Stripe itself
 STRIPE_HTTP_TIMEOUT = 20

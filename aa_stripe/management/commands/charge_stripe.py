@@ -22,6 +22,7 @@ from aa_stripe.exceptions import (
 from aa_stripe.models import StripeCharge
 from aa_stripe.validators import (
     MAX_AMOUNT,
+    MAX_AMOUNTS,
     MIN_AMOUNT,
     STATEMENT_DESCRIPTOR_FORBIDDEN,
     STATEMENT_DESCRIPTOR_MAX_LENGTH,
@@ -45,9 +46,11 @@ def invalid_input() -> Q:
     invalid = (
         Q(amount__isnull=True)
         | Q(amount__lt=MIN_AMOUNT)
-        | Q(amount__gt=MAX_AMOUNT)
+        | (Q(amount__gt=MAX_AMOUNT) & ~Q(currency__in=list(MAX_AMOUNTS)))
         | ~Q(currency__in=CURRENCY_CODES)
     )
+    for currency, limit in MAX_AMOUNTS.items():
+        invalid |= Q(currency=currency, amount__gt=limit)
     for currency, multiple in AMOUNT_MULTIPLES.items():
         invalid |= Q(currency=currency) & ~Q(Exact(Mod("amount", multiple), 0))
     descriptor = Length("statement_descriptor")
@@ -59,7 +62,9 @@ def invalid_input() -> Q:
     )
     for char in sorted(STATEMENT_DESCRIPTOR_FORBIDDEN):
         bad_descriptor |= Q(statement_descriptor__contains=char)
-    return invalid | (~Q(statement_descriptor="") & bad_descriptor)
+    # An attempt whose answer was lost is re-sent as it went (charge() replays it), never held back.
+    in_flight = Q(attempt_started_at__isnull=False)
+    return (invalid | (~Q(statement_descriptor="") & bad_descriptor)) & ~in_flight
 
 
 def pending_charges() -> QuerySet[StripeCharge]:
