@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 
-from aa_stripe.models import StripeCharge, StripeCustomer, StripeSubscriptionPlan
+from aa_stripe.models import StripeCharge, StripeCustomer, StripeSubscriptionPlan, StripeWebhook
+from aa_stripe.signals import webhook_pre_parse
 
 
 @pytest.fixture
@@ -63,6 +66,21 @@ def staff_client(client: Any, db: Any) -> Any:
     )
     client.force_login(admin)
     return client
+
+
+@pytest.fixture
+def parse_counts() -> Iterator[Counter[str]]:
+    """How often ``webhook_pre_parse`` was sent per event id, from any thread of this process."""
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def count(sender: Any, instance: StripeWebhook, **kwargs: Any) -> None:
+        with lock:
+            counts[instance.id] += 1
+
+    webhook_pre_parse.connect(count, weak=False, dispatch_uid="tests.conftest.parse_counts")
+    yield counts
+    webhook_pre_parse.disconnect(dispatch_uid="tests.conftest.parse_counts")
 
 
 # Lets a fixture see its test's outcome (request.node.rep_call), e.g. the demo browser test's

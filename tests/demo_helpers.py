@@ -31,7 +31,6 @@ class Demo:
     fake_stripe_url: str
     log_path: Path
     process: subprocess.Popen
-    seconds_to_ready: float
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -72,9 +71,7 @@ def start_demo(tmp_path: Path) -> Demo:
         text = log_path.read_text(errors="replace")
         match = re.search(r"Demo ready in .*fake Stripe at (http://127\.0\.0\.1:\d+)", text)
         if match:
-            return Demo(
-                f"http://127.0.0.1:{port}", match.group(1), log_path, process, time.monotonic() - started
-            )
+            return Demo(f"http://127.0.0.1:{port}", match.group(1), log_path, process)
         if process.poll() is not None:
             break
         time.sleep(0.2)

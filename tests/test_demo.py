@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,9 +79,19 @@ def test_demo_serves_the_page_graphiql_and_admin(demo: Demo) -> None:
 
 
 def test_demo_graphql_is_the_host_schema_with_the_library_inside(demo: Demo) -> None:
-    body = json.dumps(
-        {"query": "{ viewer { isAuthenticated } stripeSubscriptionPlans { totalCount } }"}
-    ).encode()
+    query = "{ viewer { isAuthenticated } stripeSubscriptionPlans { totalCount } }"
+    # A GET query needs no CSRF token: the host's own field and the library's answer side by side.
+    status, answer = _get(
+        f"{demo.url}/graphql/?{urllib.parse.urlencode({'query': query})}", "application/json"
+    )
+    assert status == 200
+    assert json.loads(answer) == {
+        "data": {"viewer": {"isAuthenticated": False}, "stripeSubscriptionPlans": {"totalCount": 2}}
+    }
+
+
+def test_demo_graphql_keeps_csrf_on(demo: Demo) -> None:
+    body = json.dumps({"query": "{ viewer { isAuthenticated } }"}).encode()
     request = urllib.request.Request(
         demo.url + "/graphql/", data=body, headers={"Content-Type": "application/json"}, method="POST"
     )

@@ -6,6 +6,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -346,46 +347,43 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def test_webhook_delivery_is_signed_and_scoped_to_the_test(fake_stripe, client):
-    before_wipe = client.v1.customers.create()  # its event is still waiting to be delivered...
-    fake_stripe.wipe()  # ...and the wipe cancels it, as the fixture's wipe does between tests
+@contextmanager
+def webhook_receiver(fake_stripe: FakeStripe, events: list[str]) -> Iterator[queue.Queue]:
+    """A local endpoint registered at the fake for ``events``; yields the queue of (body, signature)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     server.received = queue.Queue()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        fake_stripe.register_webhook("hook", url, "whsec_test", events=["customer.created"])
-        created = client.v1.customers.create()
-        body, signature = server.received.get(timeout=5)
-        time.sleep(0.2)
+        fake_stripe.register_webhook("hook", url, "whsec_test", events=events)
+        yield server.received
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
 
+
+def test_webhook_delivery_is_signed_and_scoped_to_the_test(fake_stripe, client):
+    before_wipe = client.v1.customers.create()  # its event is still waiting to be delivered...
+    fake_stripe.wipe()  # ...and the wipe cancels it, as the fixture's wipe does between tests
+    with webhook_receiver(fake_stripe, ["customer.created"]) as received:
+        created = client.v1.customers.create()
+        body, signature = received.get(timeout=5)
+        time.sleep(0.2)
+
     event = stripe.Webhook.construct_event(body, signature, "whsec_test")
     assert (event.type, event.data.object.id) == ("customer.created", created.id)
-    assert server.received.empty()  # nothing for before_wipe, nothing else
+    assert received.empty()  # nothing for before_wipe, nothing else
     assert before_wipe.id != created.id
     assert fake_stripe._webhooks == ["hook"]  # re-registered with no events at teardown
 
 
 def test_customer_created_event_shows_the_card_it_was_created_with(fake_stripe, client):
     # localstripe snapshots customer.created before attaching `source`; Stripe's event has the card.
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.received = queue.Queue()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        fake_stripe.register_webhook("hook", url, "whsec_test", events=["customer.created"])
+    with webhook_receiver(fake_stripe, ["customer.created"]) as received:
         created = client.v1.customers.create(params={"source": fake_stripe.card_token()["id"]})
-        body, signature = server.received.get(timeout=5)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        body, signature = received.get(timeout=5)
 
     event = stripe.Webhook.construct_event(body, signature, "whsec_test")
     assert event.data.object.id == created.id

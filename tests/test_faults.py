@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.core.management import call_command
@@ -28,6 +27,7 @@ from aa_stripe.exceptions import StripeInternalError, StripeMethodNotAllowed
 from aa_stripe.models import StripeCharge, StripeCustomer, StripeRefund, StripeSubscription
 from aa_stripe.signals import stripe_charge_refunded, stripe_charge_succeeded
 from tests.graphql_helpers import codes, gql, signed_in
+from tests.processes import shared_database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -351,20 +351,10 @@ def test_e_429_every_time__at_most_max_retries_plus_one_attempts_then_retryable(
 # --- f. persistent outage during charge_stripe ------------------------------------------------------
 
 
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = db["HOST"] or "localhost"
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
-
-
 def _run_command_process(fake_stripe) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
-        "AA_STRIPE_TEST_DATABASE_URL": _test_database_url(),
+        "AA_STRIPE_TEST_DATABASE_URL": shared_database_url(),
         "AA_STRIPE_TEST_API_BASE": fake_stripe.url,
     }
     return subprocess.run(

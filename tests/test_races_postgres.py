@@ -28,7 +28,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -41,10 +40,10 @@ from django.test import Client
 from graphql_relay import to_global_id
 
 from aa_stripe.models import StripeCharge, StripeCoupon, StripeRefund, StripeWebhook
-from aa_stripe.signals import webhook_pre_parse
 from aa_stripe.testing import make_event, post_webhook, signed_webhook_request
 from tests.conftest import make_customer
 from tests.graphql_helpers import staff
+from tests.processes import shared_database_url
 from tests.stripe_fixtures import stripe_object
 
 pytestmark = [
@@ -62,21 +61,8 @@ WORKER_APP = "aa_stripe_race_worker"
 # --- OS processes --------------------------------------------------------------------------------
 
 
-def database_url_for_processes() -> str:
-    """This test's database (``test_...``) as a URL for ``tests.subprocess_settings``; the processes'
-    connections are named ``WORKER_APP`` (``pg_stat_activity.application_name``)."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = db["HOST"] or "localhost"
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    name = quote(db["NAME"], safe="")
-    return f"postgres://{auth}{'@' if auth else ''}{host}{port}/{name}?application_name={WORKER_APP}"
-
-
 def start_command(*args: str, api_base: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "AA_STRIPE_TEST_DATABASE_URL": database_url_for_processes()}
+    env = {**os.environ, "AA_STRIPE_TEST_DATABASE_URL": shared_database_url(WORKER_APP)}
     env.pop("AA_STRIPE_TEST_API_BASE", None)  # without it Stripe is unreachable
     if api_base:
         env["AA_STRIPE_TEST_API_BASE"] = api_base
@@ -405,21 +391,6 @@ def realistic_events(count: int, now: int) -> list[dict[str, Any]]:
         invoice = stripe_object("invoice", id=f"in_elsewhere{n:04d}")
         events.append(make_event("invoice.paid", invoice, created=now - 30))
     return events
-
-
-@pytest.fixture
-def parse_counts() -> Iterator[Counter[str]]:
-    """``webhook_pre_parse`` per event id, from any thread of this process."""
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def count(sender: Any, instance: StripeWebhook, **kwargs: Any) -> None:
-        with lock:
-            counts[instance.id] += 1
-
-    webhook_pre_parse.connect(count, weak=False, dispatch_uid="test_races_postgres.count")
-    yield counts
-    webhook_pre_parse.disconnect(dispatch_uid="test_races_postgres.count")
 
 
 def deliveries_schedule(events: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
