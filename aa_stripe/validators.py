@@ -33,6 +33,10 @@ MAX_AMOUNT = 99_999_999
 MAX_AMOUNTS: dict[str, int] = {"idr": 999_999_999_999}
 
 
+#: The largest amount in any currency: all a field validator, which cannot see the currency, checks.
+LARGEST_AMOUNT = max(MAX_AMOUNT, *MAX_AMOUNTS.values())
+
+
 def max_amount(currency: str | None) -> int:
     """The largest amount Stripe takes in ``currency`` (its minor unit)."""
     return MAX_AMOUNTS.get((currency or "").lower(), MAX_AMOUNT)
@@ -53,8 +57,12 @@ def clean_amount(amount: Any, currency: str | None = None, *, allow_zero: bool =
 
     Accepted: an ``int`` (not a ``bool``), or a ``float``/``Decimal`` without a fraction
     (``Decimal("2")``); never a string, never rounded (``1.5`` is refused, not made ``1``).
-    ``currency`` (lower case) adds its step, e.g. whole krónur for ISK.
+    ``currency`` (lower case) adds its step, e.g. whole krónur for ISK, and its maximum.
     """
+    return _clean_amount(amount, currency, allow_zero=allow_zero, limit=max_amount(currency))
+
+
+def _clean_amount(amount: Any, currency: str | None, *, allow_zero: bool, limit: int) -> int:
     if isinstance(amount, bool) or not isinstance(amount, int | float | Decimal):
         raise ValidationError(
             "The amount must be a whole number in the currency's minor unit (e.g. 1050 for 10.50 USD), "
@@ -81,7 +89,6 @@ def clean_amount(amount: Any, currency: str | None = None, *, allow_zero: bool =
             code="min_value",
             params={"value": amount, "limit_value": minimum},
         )
-    limit = max_amount(currency)
     if amount > limit:
         raise ValidationError(
             "The amount must be at most %(limit_value)s in the currency's minor unit (Stripe's "
@@ -102,13 +109,40 @@ def clean_amount(amount: Any, currency: str | None = None, *, allow_zero: bool =
 
 def validate_amount(amount: Any, currency: str | None = None, *, allow_zero: bool = False) -> None:
     """A charge or refund amount: an integer from 1 to ``MAX_AMOUNT`` in the minor unit
-    (and a multiple of ``currency``'s step, when given). Model field validator of charges."""
+    (with ``currency``: its own maximum and step)."""
     clean_amount(amount, currency, allow_zero=allow_zero)
 
 
 def validate_plan_amount(amount: Any, currency: str | None = None) -> None:
     """A plan's price: like :func:`validate_amount`, but 0 (a free plan) is allowed, as at Stripe."""
     clean_amount(amount, currency, allow_zero=True)
+
+
+def validate_amount_field(amount: Any) -> None:
+    """Field validator of charge amounts: what holds in every currency (a positive integer up to
+    ``LARGEST_AMOUNT``); the model's ``clean()`` adds the currency's own limits
+    (:func:`validate_amount_for_currency`)."""
+    _clean_amount(amount, None, allow_zero=False, limit=LARGEST_AMOUNT)
+
+
+def validate_plan_amount_field(amount: Any) -> None:
+    """:func:`validate_amount_field` for plans: 0 (a free plan) is allowed."""
+    _clean_amount(amount, None, allow_zero=True, limit=LARGEST_AMOUNT)
+
+
+def validate_amount_for_currency(amount: Any, currency: Any, *, allow_zero: bool = False) -> None:
+    """For a model's ``clean()``: ``ValidationError({"amount": ...})`` when Stripe does not take
+    ``amount`` in ``currency`` (its maximum, its step). Silent when the field validators already
+    refuse the amount or the currency, so that nothing is reported twice."""
+    try:
+        _clean_amount(amount, None, allow_zero=allow_zero, limit=LARGEST_AMOUNT)
+        validate_stripe_currency(currency)
+    except ValidationError:
+        return
+    try:
+        clean_amount(amount, currency, allow_zero=allow_zero)
+    except ValidationError as err:
+        raise ValidationError({"amount": err}) from None
 
 
 def validate_stripe_currency(value: Any) -> None:

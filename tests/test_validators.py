@@ -244,6 +244,13 @@ def test_statement_descriptor_messages_say_what_is_wrong(value, words):
     [
         ({"amount": 0}, {"amount"}),
         ({"amount": 100_000_000}, {"amount"}),
+        # the currency's own limits come from the model's clean(), reported once
+        ({"amount": 100_000_000, "currency": "idr"}, set()),
+        ({"amount": 1_000_000_000_000, "currency": "idr"}, {"amount"}),
+        ({"amount": 150, "currency": "isk"}, {"amount"}),
+        ({"amount": 1234, "currency": "bhd"}, {"amount"}),
+        ({"amount": 0, "currency": "isk"}, {"amount"}),
+        ({"amount": 150, "currency": "xyz"}, {"currency"}),
         ({"statement_descriptor": "abcd"}, {"statement_descriptor"}),
         ({"statement_descriptor": "a" * 23}, {"statement_descriptor"}),
         ({"statement_descriptor": "Shop <3"}, {"statement_descriptor"}),
@@ -268,6 +275,9 @@ def test_model_fields_validate_charges(user, fields, errors):
         ({"amount": 0}, set()),  # a free plan
         ({"amount": -1}, {"amount"}),
         ({"amount": 100_000_000}, {"amount"}),
+        ({"amount": 100_000_000, "currency": "idr"}, set()),
+        ({"amount": 150, "currency": "isk"}, {"amount"}),
+        ({"amount": 0, "currency": "isk"}, set()),  # a free plan
         ({"statement_descriptor": "12345"}, {"statement_descriptor"}),
         ({}, set()),
     ],

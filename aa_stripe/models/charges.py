@@ -30,7 +30,8 @@ from aa_stripe.signals import stripe_charge_card_exception, stripe_charge_refund
 from aa_stripe.validators import (
     clean_amount,
     require_valid,
-    validate_amount,
+    validate_amount_field,
+    validate_amount_for_currency,
     validate_statement_descriptor,
     validate_statement_descriptor_field,
     validate_stripe_currency,
@@ -60,7 +61,7 @@ class StripeCharge(StripeBasicModel):
     # 64-bit: Stripe takes twelve digits in IDR.
     amount = models.BigIntegerField(
         null=True,
-        validators=[validate_amount],
+        validators=[validate_amount_field],
         help_text=_("In the currency's minor unit (cents for USD); 1 to 99,999,999 (IDR: 12 digits)."),
     )
     amount_refunded = models.BigIntegerField(default=0, help_text=_("In the currency's minor unit."))
@@ -155,6 +156,11 @@ class StripeCharge(StripeBasicModel):
             raise error
         stripe_charge_succeeded.send(sender=StripeCharge, instance=self)
         return stripe_charge
+
+    def clean(self) -> None:
+        """Checks the field validators cannot make alone: the amount in its currency (maximum, step)."""
+        super().clean()
+        validate_amount_for_currency(self.amount, self.currency)
 
     @property
     def outcome_unknown(self) -> bool:

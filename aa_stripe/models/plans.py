@@ -15,7 +15,8 @@ from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllow
 from aa_stripe.validators import (
     clean_amount,
     require_valid,
-    validate_plan_amount,
+    validate_amount_for_currency,
+    validate_plan_amount_field,
     validate_statement_descriptor,
     validate_statement_descriptor_field,
     validate_stripe_currency,
@@ -48,7 +49,7 @@ class StripeSubscriptionPlan(StripeBasicModel):
         blank=True, default=dict, help_text=_('Source of the plan, ie: {"prescription": 1}')
     )
     amount = models.BigIntegerField(
-        validators=[validate_plan_amount],
+        validators=[validate_plan_amount_field],
         help_text=_("In the currency's minor unit (cents for USD); 0 (free) to 99,999,999 (IDR: 12 digits)."),
     )
     currency = models.CharField(max_length=3, default=default_currency, validators=[validate_currency])
@@ -84,6 +85,11 @@ class StripeSubscriptionPlan(StripeBasicModel):
                 name="aa_stripe_unique_stripe_plan_id",
             )
         ]
+
+    def clean(self) -> None:
+        """Checks the field validators cannot make alone: the amount in its currency (maximum, step)."""
+        super().clean()
+        validate_amount_for_currency(self.amount, self.currency, allow_zero=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.stripe_plan_id or 'not at Stripe'})"

@@ -44,11 +44,11 @@ def _user(pk: str) -> Any:
     return found
 
 
-def check_amount(amount: int, currency: str, *, allow_zero: bool = False) -> None:
+def check_amount(amount: int, currency: str) -> None:
     """``INVALID`` on ``amount`` unless Stripe takes it in ``currency`` (range, integer, the currency's
-    step: see :mod:`aa_stripe.validators`)."""
+    step: see :mod:`aa_stripe.validators`); for refunds, which have no row to ``clean()``."""
     try:
-        clean_amount(amount, currency, allow_zero=allow_zero)
+        clean_amount(amount, currency)
     except ValidationError as err:
         raise UserError(ErrorCode.INVALID, " ".join(err.messages), "amount") from None
 
@@ -121,8 +121,7 @@ class CreateStripeCharge(StripeMutation):
             comment=data.get("comment") or "",
             statement_descriptor=data.get("statement_descriptor") or "",
         )
-        clean(charge, _CHARGE_INPUTS)  # amount, currency and statement descriptor limits included
-        check_amount(charge.amount, charge.currency)  # the currency's step (ISK: whole krónur)
+        clean(charge, _CHARGE_INPUTS)  # amount in its currency, statement descriptor limits included
         charge_now = data.get("charge_now") is not False
         if charge_now and StripeCustomer.get_latest_active_customer_for_user(charge.user) is None:
             raise UserError(ErrorCode.NO_ACTIVE_CUSTOMER, StripeNoActiveCustomer().message, "user")

@@ -20,7 +20,6 @@ from ..enums import StripePlanInterval
 from ..permissions import require_perm
 from ..types import StripeSubscriptionPlanType
 from .base import StripeMutation, clean, metadata_object, with_error
-from .charges import check_amount
 
 _PLAN_INPUTS = (
     "name",
@@ -65,8 +64,7 @@ class CreateStripeSubscriptionPlan(StripeMutation):
             statement_descriptor=data.get("statement_descriptor") or "",
             metadata=metadata_object(data.get("metadata")),
         )
-        clean(plan, _PLAN_INPUTS)  # amount (0 for a free plan), currency and statement descriptor limits
-        check_amount(plan.amount, plan.currency, allow_zero=True)  # the currency's step (ISK: whole krónur)
+        clean(plan, _PLAN_INPUTS)  # amount in its currency (0: a free plan), statement descriptor limits
         unknown: StripeInternalError | None = None
         with transaction.atomic():
             try:
