@@ -141,13 +141,8 @@ class StripeCharge(StripeBasicModel):
         using = router.db_for_write(type(self), instance=self)
         with transaction.atomic(using=using):
             lock_for_update(self)
-            if self.is_charged:
-                raise StripeMethodNotAllowed("Already charged.")
-            if not self.outcome_unknown:
-                # An attempt whose answer was lost is re-sent exactly as it went (same key): Stripe
-                # replays what it did; checking it now could strand a charge Stripe already made.
-                self.validate_for_stripe()
-            outcome, error, stripe_charge = self._charge_locked(payment_uuid)
+            customer = self.check_chargeable()
+            outcome, error, stripe_charge = self._charge_locked(customer, payment_uuid)
             self.save()
         if outcome == "declined":
             stripe_charge_card_exception.send(sender=StripeCharge, instance=self, exception=error)
@@ -156,6 +151,23 @@ class StripeCharge(StripeBasicModel):
             raise error
         stripe_charge_succeeded.send(sender=StripeCharge, instance=self)
         return stripe_charge
+
+    def check_chargeable(self) -> StripeCustomer:
+        """Raise what ``charge()`` raises before sending anything; else the customer it would charge.
+
+        The one definition of "chargeable now", used by ``charge()`` (under its row lock) and by
+        ``charge_stripe`` (also ``--dry-run``, which reports the same reasons without a lock):
+        :class:`StripeMethodNotAllowed` when already charged (or the preferred customer is another
+        user's), :class:`StripeInvalidInput` for input Stripe would refuse, and
+        :class:`StripeNoActiveCustomer` when the user has no card on file.
+        """
+        if self.is_charged:
+            raise StripeMethodNotAllowed("Already charged.")
+        if not self.outcome_unknown:
+            # An attempt whose answer was lost is re-sent exactly as it went (same key): Stripe
+            # replays what it did; checking it now could strand a charge Stripe already made.
+            self.validate_for_stripe()
+        return StripeCustomer.get_customer_to_charge(self.user, preferred=self.customer)
 
     def clean(self) -> None:
         """Checks the field validators cannot make alone: the amount in its currency (maximum, step)."""
@@ -190,8 +202,9 @@ class StripeCharge(StripeBasicModel):
                 errors.append((field, err))
         return errors
 
-    def _charge_locked(self, payment_uuid: Any) -> tuple[str, StripeAPIError | None, dict[str, Any] | None]:
-        customer = StripeCustomer.get_customer_to_charge(self.user, preferred=self.customer)
+    def _charge_locked(
+        self, customer: StripeCustomer, payment_uuid: Any
+    ) -> tuple[str, StripeAPIError | None, dict[str, Any] | None]:
         self.customer = customer
         if self.charge_attempt_failed:
             self.attempt += 1

@@ -11,13 +11,14 @@ from typing import Any
 
 from django.apps import apps
 from django.core.mail import mail_admins
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db.models import Max
 from django.utils import timezone
 
 from aa_stripe import stripe_api
 from aa_stripe.conf import stripe_settings
 from aa_stripe.exceptions import AaStripeError
+from aa_stripe.management.base import StripeCommand
 from aa_stripe.models import StripeWebhook
 from aa_stripe.models.base import timestamp_to_datetime
 
@@ -97,7 +98,7 @@ def _listed(lines: Iterable[str]) -> list[str]:
     return lines[:MAX_LISTED] + more
 
 
-class Command(BaseCommand):
+class Command(StripeCommand):
     help = (
         "Check that the Stripe events of the last 30 days reached this site. Lists Stripe's events "
         "created since the newest stored one (less a 10-minute margin; the 30 days Stripe keeps when "

@@ -6,10 +6,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import router, transaction
 
 from aa_stripe.exceptions import AaStripeError, StripeAlreadyCanceled
+from aa_stripe.management.base import StripeCommand
 from aa_stripe.models import StripeSubscription
 
 
@@ -39,7 +40,7 @@ def configured_sentry() -> Any:
     return sentry_sdk if getattr(client, "transport", None) is not None else None
 
 
-class Command(BaseCommand):
+class Command(StripeCommand):
     help = (
         "Cancel at Stripe every running subscription whose end_date has passed (at the end of the "
         "paid period by default, --now to cancel immediately). Each subscription is claimed with "

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from aa_stripe.management.base import StripeCommand
 from aa_stripe.models import StripeWebhook
 
 
@@ -29,7 +30,7 @@ class Tally:
         return f"Stripe webhooks: {self.parsed} parsed, {self.failed} failed."
 
 
-class Command(BaseCommand):
+class Command(StripeCommand):
     help = (
         "Parse the Stripe webhooks stored but not parsed yet (with STRIPE_WEBHOOK_DEFERRED_PARSING, "
         "or left over), oldest event first. Each row is claimed with SELECT ... FOR UPDATE SKIP LOCKED "

@@ -6,10 +6,10 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand
 from django.db import router, transaction
 from django.utils import timezone
 
+from aa_stripe.management.base import StripeCommand
 from aa_stripe.management.sync import WRITE_BATCH, newer_than_page, sync_pages, update_unseen
 from aa_stripe.models import StripeCoupon
 
@@ -23,7 +23,7 @@ SYNCED_FIELDS = [
 ]
 
 
-class Command(BaseCommand):
+class Command(StripeCommand):
     help = (
         "Make local StripeCoupon rows match Stripe: page through Stripe's coupons (100 per request), "
         "create the missing rows, update changed ones, and mark deleted the live rows Stripe no longer "

@@ -6,11 +6,11 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand
 from django.db import router, transaction
 from django.utils import timezone
 
 from aa_stripe import stripe_api
+from aa_stripe.management.base import StripeCommand
 from aa_stripe.management.sync import (
     FRESHNESS_MARGIN,
     WRITE_BATCH,
@@ -42,7 +42,7 @@ def touched_after(customer: StripeCustomer, requested_at: datetime | None) -> bo
     return any(stamp >= (requested_at - FRESHNESS_MARGIN).timestamp() for stamp in card_times)
 
 
-class Command(BaseCommand):
+class Command(StripeCommand):
     help = (
         "Update sources and default_source of every local StripeCustomer from Stripe's customer "
         "list (100 per request, sources expanded when the API version omits them). Local customers "
