@@ -195,6 +195,8 @@ def test_coupons(fake_stripe, capsys):
 
 def test_webhook_pre_parse_connect_example():
     from aa_stripe.models import StripeWebhook, webhook_pre_parse
+    from aa_stripe.testing import make_event
+    from tests.stripe_fixtures import stripe_object
 
     calls = []
 
@@ -205,16 +207,12 @@ def test_webhook_pre_parse_connect_example():
     webhook_pre_parse.connect(stripewebhook_pre_parse, sender=StripeWebhook)
     try:
         assert webhook_pre_parse.has_listeners(StripeWebhook)
-        # Parsing arrives with the webhooks feature; sending by hand shows the receiver's signature fits.
-        webhook = StripeWebhook(id="evt_1", event_type="coupon.created")
-        webhook_pre_parse.send(
-            sender=StripeWebhook,
-            instance=webhook,
-            event_type="coupon.created",
-            event_model="coupon",
-            event_action="created",
-        )
+        event = make_event("coupon.created", stripe_object("coupon", id="SEED10"))
+        webhook, created = StripeWebhook.store_event(event)
+        assert created and calls == []  # stored only
+        webhook.parse(save=True)  # as aa-stripe's save() did: the signal arrives through parse()
         assert calls == [(StripeWebhook, webhook, "coupon.created", "coupon", "created")]
+        assert StripeWebhook.objects.get(pk=event["id"]).is_parsed
     finally:
         assert webhook_pre_parse.disconnect(stripewebhook_pre_parse, sender=StripeWebhook) is True
     # Gone: a second disconnect finds nothing (has_listeners() would also see other tests' receivers).

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from aa_stripe import stripe_api
-from aa_stripe.models import StripeCoupon
+from aa_stripe.models import StripeCoupon, StripeTombstone
 from aa_stripe.testing import make_event
 from tests.stripe_fixtures import stripe_object
 from tests.test_webhook_handlers import StripeCalls, deliver, deliver_again, now
@@ -102,10 +102,39 @@ def test_coupon_updated_for_an_unknown_coupon_creates_the_row(client, fake_strip
     assert StripeCoupon.objects.get(coupon_id="OLDIE").created == dt(created)
 
 
-def test_coupon_deleted_for_an_unknown_coupon_creates_nothing(client, fake_stripe):
+def test_a_deletion_arriving_first_is_final_for_the_older_events_of_that_coupon(client, fake_stripe):
+    """Stripe delivers in any order: the coupon.deleted of a coupon never mirrored here arrives
+    before its coupon.created / coupon.updated, which must not bring it back as live."""
+    stripe_calls = StripeCalls(fake_stripe)
+    created = now() - 60
+
+    deliver(client, make_event("coupon.deleted", coupon_object("NEVERSEEN", created), created=created + 2))
+    deliver(client, make_event("coupon.created", coupon_object("NEVERSEEN", created), created=created))
+    deliver(
+        client,
+        make_event("coupon.updated", coupon_object("NEVERSEEN", created, name="Late"), created=created + 1),
+    )
+
+    assert not StripeCoupon.objects.all_with_deleted().exists()
+    [tombstone] = StripeTombstone.objects.filter(stripe_id="NEVERSEEN")
+    assert (tombstone.object_type, tombstone.stripe_created) == ("coupon", dt(created))
+    assert stripe_calls() == []
+
+
+def test_a_deletion_is_final_only_for_that_coupon_not_for_a_newer_one_of_the_same_id(client, fake_stripe):
+    first, second = now() - 60, now() - 30  # the id was reused after the first coupon was deleted
+
+    deliver(client, make_event("coupon.deleted", coupon_object("REUSED", first), created=first + 5))
+    deliver(client, make_event("coupon.created", coupon_object("REUSED", second), created=second))
+    deliver(client, make_event("coupon.created", coupon_object("REUSED", first), created=first))
+
+    [coupon] = StripeCoupon.objects.all_with_deleted()
+    assert coupon.created == dt(second) and not coupon.is_deleted
+
+
+def test_a_deleted_stub_for_an_unknown_coupon_creates_nothing(client, fake_stripe):
     stripe_calls = StripeCalls(fake_stripe)
 
-    deliver(client, make_event("coupon.deleted", coupon_object("NEVERSEEN", now())))
     deliver(client, make_event("coupon.deleted", stripe_object("deleted_coupon", id="NEVERSEEN2")))
 
     assert not StripeCoupon.objects.all_with_deleted().exists()

@@ -8,6 +8,7 @@ from .coupons import StripeCoupon, StripeCouponManager, StripeCouponQuerySet
 from .customers import StripeCustomer
 from .plans import StripeSubscriptionPlan
 from .subscriptions import StripeSubscription
+from .tombstones import StripeTombstone
 from .webhooks import StripeWebhook
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "StripeRefund",
     "StripeSubscription",
     "StripeSubscriptionPlan",
+    "StripeTombstone",
     "StripeWebhook",
     "webhook_pre_parse",
 ]

@@ -47,6 +47,24 @@ def webhook_handlers_for(event_type: str) -> list[WebhookHandler]:
     return found
 
 
+class NeedsStripeObject(Exception):
+    """Raised by a webhook handler that needs Stripe's current object before it can apply an event.
+
+    ``fetch`` gets it; :meth:`StripeWebhook.parse` rolls the handler's savepoint back (its row locks
+    go with it), calls ``fetch`` and runs the handler again, which then finds the object in
+    ``webhook.stripe_objects[key]``.
+    """
+
+    def __init__(self, key: tuple[str, str], fetch: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(f"needs Stripe's {key[0]} {key[1]}")
+        self.key = key
+        self.fetch = fetch
+
+
+#: A handler asks for at most this many Stripe objects per event.
+MAX_FETCHES_PER_HANDLER = 3
+
+
 def split_event_type(event_type: str | None) -> tuple[str | None, str | None]:
     """``"charge.dispute.created"`` -> ``("charge.dispute", "created")``; ``"ping"`` -> ``(None, None)``."""
     if not event_type or "." not in event_type:
@@ -71,6 +89,10 @@ class StripeWebhook(models.Model):
     raw_data = models.JSONField(blank=True, default=dict, help_text=_("The event exactly as Stripe sent it."))
     parse_error = models.TextField(blank=True)
     parse_attempts = models.PositiveIntegerField(default=0)
+
+    #: Set by :meth:`parse`: the row had been parsed before (a forced re-parse). Handlers that send
+    #: a signal per event, rather than per change, send it once.
+    reparsing = False
 
     class Meta:
         ordering = ["-created"]
@@ -122,14 +144,22 @@ class StripeWebhook(models.Model):
         )
         return webhook, True
 
-    def parse(self, save: bool = False) -> None:
+    def parse(self, save: bool = False, force: bool = False) -> None:
         """Send ``webhook_pre_parse``, run the built-in handlers, mark the row parsed.
 
-        Raises :class:`StripeWebhookAlreadyParsed` for a parsed row, and whatever a handler or
+        Raises :class:`StripeWebhookAlreadyParsed` for a parsed row unless ``force`` (a deliberate
+        re-parse: the handlers are idempotent, so applying an event again changes nothing that
+        the first parse set, and sends no signal of a change twice). Raises whatever a handler or
         a signal receiver raises (use :meth:`process` to record failures on the row instead).
+
+        Each handler runs in a savepoint of its own. A handler that needs Stripe's current object
+        asks for it (:class:`NeedsStripeObject`): its savepoint is rolled back, releasing the row
+        locks it took, the object is fetched, and the handler runs again with it. So no row
+        lock of a mirrored object is held while Stripe is called.
         """
-        if self.is_parsed:
+        if self.is_parsed and not force:
             raise StripeWebhookAlreadyParsed()
+        self.reparsing = self.is_parsed
         event_type = (self.raw_data or {}).get("type") or self.event_type
         event_model, event_action = split_event_type(event_type)
         webhook_pre_parse.send(
@@ -140,30 +170,53 @@ class StripeWebhook(models.Model):
             event_action=event_action,
         )
         for handler in webhook_handlers_for(event_type or ""):
-            handler(self)
+            self._run_handler(handler)
         self.is_parsed = True
         self.parse_error = ""
         if save:
             self.save()
 
-    def process(self) -> bool:
+    def _run_handler(self, handler: WebhookHandler) -> None:
+        using = router.db_for_write(type(self), instance=self)
+        for _round in range(MAX_FETCHES_PER_HANDLER + 1):
+            try:
+                with transaction.atomic(using=using):
+                    handler(self)
+                return
+            except NeedsStripeObject as need:
+                if need.key in self.stripe_objects:
+                    raise RuntimeError(f"{handler.__qualname__} asked twice for {need.key}") from need
+                self.stripe_objects[need.key] = need.fetch()
+        raise RuntimeError(f"{handler.__qualname__} asked for more than {MAX_FETCHES_PER_HANDLER} objects")
+
+    @property
+    def stripe_objects(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Stripe objects fetched for this parse, by ``(service, id)`` (see :class:`NeedsStripeObject`)."""
+        if not hasattr(self, "_stripe_objects"):
+            self._stripe_objects: dict[tuple[str, str], dict[str, Any]] = {}
+        return self._stripe_objects
+
+    def process(self, force: bool = False) -> bool:
         """Parse and record the outcome on the row; never raises for a failed parse.
 
         The handlers' changes and ``is_parsed`` commit together; on failure they roll back and
         the error is saved in ``parse_error`` (the row stays unparsed, to be retried by
-        ``parse_stripe_webhooks --failed``). Returns whether the parse succeeded.
+        ``parse_stripe_webhooks --failed``). ``force`` re-parses a parsed row (see :meth:`parse`);
+        its failure is recorded in ``parse_error`` and the row stays parsed. Returns whether the
+        parse succeeded.
         """
         using = router.db_for_write(type(self), instance=self)
+        was_parsed = self.is_parsed
         self.parse_attempts += 1
         try:
             with transaction.atomic(using=using):
-                self.parse()
+                self.parse(force=force)
                 self.save(update_fields=["is_parsed", "parse_error", "parse_attempts", "updated"])
         except StripeWebhookAlreadyParsed:
             return True
         except Exception as err:
             logger.exception("Stripe webhook %s (%s) could not be parsed", self.id, self.event_type)
-            self.is_parsed = False
+            self.is_parsed = was_parsed and force
             self.parse_error = f"{type(err).__name__}: {err}"[:10000]
             self.save(update_fields=["is_parsed", "parse_error", "parse_attempts", "updated"])
             return False

@@ -15,8 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
-from aa_stripe import stripe_api
-from aa_stripe.exceptions import StripeCardError, StripeInvalidRequestError
+from aa_stripe.exceptions import StripeCardError
 from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
@@ -34,20 +33,9 @@ from aa_stripe.signals import (
     stripe_charge_succeeded,
 )
 
-from .ordering import Apply, decide
+from .ordering import bury_if_deleted, incoming, stripe_object
 
 logger = logging.getLogger("aa_stripe")
-
-
-def _retrieve(service: str, object_id: str) -> dict[str, Any]:
-    """Stripe's current object, or a deleted stub when Stripe no longer has it."""
-    try:
-        params = {"expand": ["sources"]} if service == "customers" else None
-        return stripe_api.call(service, "retrieve", object_id, params=params)
-    except StripeInvalidRequestError as err:
-        if err.code != "resource_missing" and err.http_status != 404:
-            raise
-        return {"id": object_id, "deleted": True}
 
 
 # --- coupons ------------------------------------------------------------------------------------
@@ -55,20 +43,13 @@ def _retrieve(service: str, object_id: str) -> dict[str, Any]:
 
 @register_webhook_handler("coupon.created", "coupon.updated", "coupon.deleted")
 def coupon_changed(webhook: StripeWebhook) -> None:
-    data = webhook.data_object
-    coupon = _coupon_row(webhook, data)
+    """Coupons are the one object events create here: the dashboard makes them, the library mirrors."""
+    coupon = _coupon_row(webhook, webhook.data_object)
     if coupon is None:
+        bury_if_deleted(webhook)  # a coupon never mirrored here: later events must not bring it back
         return
-    how = decide(coupon, webhook)
-    if how is Apply.SKIP:
-        return
-    if how is Apply.REFETCH:
-        data = _retrieve("coupons", data["id"])
-        if not data.get("deleted") and timestamp_to_datetime(data.get("created")) != coupon.created:
-            data = {"id": coupon.coupon_id, "deleted": True}  # Stripe's coupon is a newer namesake
-    elif webhook.event_type == "coupon.deleted":
-        data = {**data, "deleted": True}
-    if data.get("deleted") and coupon.pk is None:
+    data = incoming(webhook, coupon, "coupons")
+    if data is None or (data.get("deleted") and coupon.pk is None):
         return
     coupon.update_from_stripe_data(data)
 
@@ -103,20 +84,16 @@ def _locked_customer(stripe_customer_id: str | None) -> StripeCustomer | None:
 
 @register_webhook_handler("customer.created", "customer.updated", "customer.deleted")
 def customer_changed(webhook: StripeWebhook) -> None:
-    data = webhook.data_object
-    customer = _locked_customer(data.get("id"))
+    """Customers are made by the library only; events keep the known ones true."""
+    customer = _locked_customer(webhook.data_object.get("id"))
     if customer is None:
+        bury_if_deleted(webhook)
         return
-    how = decide(customer, webhook)
-    if how is Apply.SKIP:
-        return
-    if how is Apply.DATA and _cards_newer_than(customer, webhook, data):
-        how = Apply.REFETCH
-    if how is Apply.REFETCH:
-        data = _retrieve("customers", customer.stripe_customer_id)
-    elif webhook.event_type == "customer.deleted":
-        data = {**data, "deleted": True}
-    customer.update_from_stripe_data(data)
+    data = incoming(
+        webhook, customer, "customers", stale=lambda data: _cards_newer_than(customer, webhook, data)
+    )
+    if data is not None:
+        customer.update_from_stripe_data(data)
 
 
 def _cards_newer_than(customer: StripeCustomer, webhook: StripeWebhook, data: dict[str, Any]) -> bool:
@@ -144,7 +121,7 @@ def customer_source_changed(webhook: StripeWebhook) -> None:
     if stamp is not None and last is not None and stamp < last:
         return  # an older event of this card
     if stamp is None or stamp == last:
-        customer.update_from_stripe_data(_retrieve("customers", customer.stripe_customer_id))
+        customer.update_from_stripe_data(stripe_object(webhook, "customers", customer.stripe_customer_id))
         return
     clocks[source["id"]] = stamp  # kept after deletion: a late "created" cannot bring the card back
     customer.source_event_times = clocks
@@ -194,11 +171,9 @@ def charge_changed(webhook: StripeWebhook) -> None:
     charge = _locked_charge(data)
     if charge is None:
         return
-    how = decide(charge, webhook)
-    if how is Apply.SKIP:
+    data = incoming(webhook, charge, "charges")
+    if data is None:
         return
-    if how is Apply.REFETCH:
-        data = _retrieve("charges", data["id"])
     signals = _apply_outcome(charge, data)
     if _apply_refunds(charge, data):
         signals.append(lambda: stripe_charge_refunded.send(sender=StripeCharge, instance=charge))
@@ -266,6 +241,9 @@ def _record_listed_refunds(charge: StripeCharge, data: dict[str, Any]) -> None:
 
 @register_webhook_handler("charge.dispute.*")
 def charge_disputed(webhook: StripeWebhook) -> None:
+    """Logged and announced once per event (a forced re-parse does not announce it again)."""
+    if webhook.reparsing:
+        return
     dispute = webhook.data_object
     charge_id = dispute.get("charge")
     charge_id = charge_id.get("id") if isinstance(charge_id, dict) else charge_id
@@ -299,14 +277,12 @@ def subscription_changed(webhook: StripeWebhook) -> None:
         StripeSubscription.objects.select_for_update().filter(stripe_subscription_id=data.get("id")).first()
     )
     if subscription is None:
+        bury_if_deleted(webhook)
         return
-    how = decide(subscription, webhook)
-    if how is Apply.SKIP:
+    data = incoming(webhook, subscription, "subscriptions")
+    if data is None:
         return
-    if how is Apply.REFETCH:
-        fresh = _retrieve("subscriptions", subscription.stripe_subscription_id)
-        data = {**data, "status": StripeSubscription.STATUS_CANCELED} if fresh.get("deleted") else fresh
-    elif webhook.event_type == "customer.subscription.deleted":
+    if data.get("deleted"):
         data = {**data, "status": StripeSubscription.STATUS_CANCELED}
     if data.get("status") == StripeSubscription.STATUS_CANCELED and not (
         data.get("canceled_at") or data.get("ended_at")

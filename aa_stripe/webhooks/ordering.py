@@ -1,19 +1,32 @@
-"""Order tolerance for webhook handlers: Stripe delivers events at least once and out of order.
+"""The one rule every handler follows: Stripe delivers events at least once and in any order.
 
-Each mirrored row remembers Stripe's ``created`` time of the last event applied to it
-(``last_event_at``). An older event is skipped; a newer one is applied from the data it
-carries; only a tie (Stripe's clock has 1-second resolution, and one action often emits several
-events in the same second) re-reads the object from Stripe, the one source that knows which
-state is the latest.
+- A deletion is final. Every ``*.deleted`` event leaves a :class:`StripeTombstone` keyed by the
+  object's id and Stripe ``created`` time; no other event of that very object is applied after it
+  (an id reused by a newer object is another object).
+- Each mirrored row remembers Stripe's ``created`` time of the last event applied to it
+  (``last_event_at``). An older event is skipped; a newer one is applied from the data it carries;
+  only a tie (Stripe's clock has 1-second resolution, and one action often emits several events in
+  the same second; a re-parse of the same event too) re-reads the object from Stripe, the one
+  source that knows which state is the latest.
+- Stripe is read before any row lock is taken (see :class:`NeedsStripeObject`), never while one is
+  held.
+
+A handler finds (and locks) its row, then asks :func:`incoming` what to apply; it keeps only what
+differs between object types.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from aa_stripe.models import StripeWebhook
+from aa_stripe import stripe_api
+from aa_stripe.exceptions import StripeInvalidRequestError
+from aa_stripe.models import StripeTombstone, StripeWebhook
+from aa_stripe.models.base import timestamp_to_datetime
+from aa_stripe.models.webhooks import NeedsStripeObject
 
 logger = logging.getLogger("aa_stripe")
 
@@ -35,3 +48,91 @@ def decide(row: Any, webhook: StripeWebhook) -> Apply:
         return Apply.SKIP
     row.last_event_at = created
     return Apply.REFETCH if last == created else Apply.DATA
+
+
+def is_deletion(webhook: StripeWebhook) -> bool:
+    return webhook.event_type.endswith(".deleted")
+
+
+def bury_if_deleted(webhook: StripeWebhook, data: dict[str, Any] | None = None) -> bool:
+    """Record the tombstone of a deletion event's object; whether the event is a deletion."""
+    if not is_deletion(webhook):
+        return False
+    data = webhook.data_object if data is None else data
+    if data.get("id") and data.get("object"):
+        StripeTombstone.bury(
+            data["object"],
+            data["id"],
+            timestamp_to_datetime(data.get("created")),
+            webhook.event_created,
+            webhook.id,
+        )
+    return True
+
+
+def is_buried(webhook: StripeWebhook, data: dict[str, Any] | None = None) -> bool:
+    """Whether the event's object was deleted (by an event applied before this one)."""
+    data = webhook.data_object if data is None else data
+    if not data.get("id") or not data.get("object"):
+        return False
+    return StripeTombstone.is_buried(
+        data["object"], data["id"], timestamp_to_datetime(data.get("created")), webhook.event_created
+    )
+
+
+def stripe_object(webhook: StripeWebhook, service: str, object_id: str) -> dict[str, Any]:
+    """Stripe's current object for this parse, fetched before the handler's locks were taken.
+
+    The first call raises :class:`NeedsStripeObject`; ``StripeWebhook.parse`` rolls the handler's
+    savepoint back, fetches, and runs the handler again, when this returns the fetched object.
+    A deleted object comes back as Stripe's deleted stub ``{"id", "deleted": True}``.
+    """
+    key = (service, object_id)
+    if key not in webhook.stripe_objects:
+        raise NeedsStripeObject(key, lambda: retrieve(service, object_id))
+    return webhook.stripe_objects[key]
+
+
+def retrieve(service: str, object_id: str) -> dict[str, Any]:
+    """Stripe's current object, or a deleted stub when Stripe no longer has it."""
+    try:
+        params = {"expand": ["sources"]} if service == "customers" else None
+        return stripe_api.call(service, "retrieve", object_id, params=params)
+    except StripeInvalidRequestError as err:
+        if err.code != "resource_missing" and err.http_status != 404:
+            raise
+        return {"id": object_id, "deleted": True}
+
+
+def incoming(
+    webhook: StripeWebhook,
+    row: Any,
+    service: str,
+    stale: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any] | None:
+    """What to apply to ``row`` (locked, or new and unsaved) for this event; None to leave it alone.
+
+    ``stale(data)`` says when the data of an event newer than the row's clock may still be older
+    than something already applied (e.g. a customer's card list): Stripe is asked instead.
+
+    Deletions come back with ``"deleted": True``. After a tie the object is Stripe's current one;
+    when Stripe's object of that id is a newer namesake (another ``created``), the event's own
+    object is gone and comes back as deleted. ``row.last_event_at`` is moved forward (unsaved).
+    """
+    data = webhook.data_object
+    deletion = bury_if_deleted(webhook, data)
+    if not deletion and is_buried(webhook, data):
+        logger.info("Stripe event %s: %s %s was deleted before: skipped", webhook.id, service, data.get("id"))
+        return None
+    how = decide(row, webhook)
+    if how is Apply.SKIP:
+        return None
+    if how is Apply.DATA and deletion:
+        return {**data, "deleted": True}
+    if how is Apply.DATA and not (stale and stale(data)):
+        return data
+    fresh = stripe_object(webhook, service, data["id"])
+    namesake = data.get("created") is not None and fresh.get("created") not in (None, data["created"])
+    if fresh.get("deleted") or namesake:
+        return {**data, "deleted": True}
+    return fresh

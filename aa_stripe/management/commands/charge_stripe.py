@@ -56,7 +56,7 @@ class Command(StripeCommand):
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="Say per row what a real run would do and why (same reasons, same exit code); charge nothing.",
+            help="Say per row what a real run would do and why (same reasons and exit code); charge nothing.",
         )
         parser.add_argument("--limit", type=positive_int, default=None, help="Handle at most this many rows.")
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.apps import apps
 from django.core.mail import mail_admins
 from django.core.management.base import CommandError, CommandParser
-from django.db.models import Max
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from aa_stripe import stripe_api
@@ -21,6 +21,7 @@ from aa_stripe.exceptions import AaStripeError
 from aa_stripe.management.base import StripeCommand
 from aa_stripe.models import StripeWebhook
 from aa_stripe.models.base import timestamp_to_datetime
+from aa_stripe.models.webhooks import webhook_handlers_for
 
 logger = logging.getLogger("aa_stripe")
 
@@ -141,8 +142,21 @@ class Command(StripeCommand):
             help="Only expect events of this type (repeatable; 'invoice.*' matches a prefix): use it "
             "when the webhook endpoint subscribes to some event types only (default: all types).",
         )
+        parser.add_argument(
+            "--unhandled",
+            action="store_true",
+            help="Instead of the check: list the stored event types that no built-in handler acts on, "
+            "with their counts and newest event (reads only this database; your webhook_pre_parse "
+            "receivers may handle them).",
+        )
+
+    def needs_stripe(self, options: dict[str, Any]) -> bool:
+        return not options.get("unhandled")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["unhandled"]:
+            self._list_unhandled()
+            return
         if options["grace_minutes"] < 0:
             raise CommandError("--grace-minutes cannot be negative.")
         threshold = options["threshold"]
@@ -169,6 +183,25 @@ class Command(StripeCommand):
             logger.exception("check_pending_webhooks could not mail ADMINS")
             raise CommandError(f"{report.summary()} (mail to ADMINS failed: {err})") from err
         raise CommandError(report.summary())
+
+    def _list_unhandled(self) -> None:
+        rows = [
+            row
+            for row in StripeWebhook.objects.values("event_type")
+            .annotate(count=Count("pk"), newest=Max("stripe_created_at"))
+            .order_by("-count", "event_type")
+            if not webhook_handlers_for(row["event_type"])
+        ]
+        width = max((len(row["event_type"] or "(no type)") for row in rows), default=0)
+        for row in rows:
+            newest = row["newest"].isoformat() if row["newest"] else "-"
+            self.stdout.write(
+                f"{row['event_type'] or '(no type)':<{width}}  {row['count']:>8}  newest {newest}"
+            )
+        total = sum(row["count"] for row in rows)
+        self.stdout.write(
+            f"{len(rows)} stored event types ({total} events) that no built-in handler acts on."
+        )
 
 
 def lookback_start(now: datetime) -> datetime:
