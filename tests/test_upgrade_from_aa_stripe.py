@@ -29,9 +29,15 @@ from tests.test_migrations import UPSTREAM  # aa-stripe 0.13's 22 migration name
 ROOT = Path(__file__).resolve().parent.parent
 UPGRADE = ROOT / "tests" / "upgrade"
 RECORDED_COUNTS = json.loads((UPGRADE / "aa_stripe_0_13_row_counts.json").read_text())
-# Rows our migrate adds outside aa_stripe's own tables: the squash and 0023-0031 recorded, the
-# content type and the four permissions of the new StripeRefund model.
-ADDED_ROWS = {"django_migrations": 10, "django_content_type": 1, "auth_permission": 4}
+# The tables our migrations add to aa-stripe 0.13's.
+NEW_TABLES = {"aa_stripe_striperefund", "aa_stripe_stripetombstone"}
+# Rows our migrate adds outside aa_stripe's own tables: the squash and 0023-0032 recorded, the
+# content type and the four permissions of each new model.
+ADDED_ROWS = {
+    "django_migrations": 11,
+    "django_content_type": len(NEW_TABLES),
+    "auth_permission": 4 * len(NEW_TABLES),
+}
 
 
 def _postgres_url() -> str | None:
@@ -133,12 +139,12 @@ def test_no_migration_of_ours_recreates_an_existing_table(report: dict[str, Any]
     assert "0001_squashed" not in migrate["output"]
     assert "Applying aa_stripe.0023_upgrade_checks_and_json_text... OK" in migrate["output"]
     # SQLite alters columns by rebuilding the table (CREATE TABLE "new__x", copy, rename);
-    # apart from those, the only table created is the new one.
+    # apart from those, the only tables created are the new ones.
     created = {name for name in migrate["created_tables"] if not name.startswith("new__")}
-    assert created == {"aa_stripe_striperefund"}
+    assert created == NEW_TABLES
     if report["kind"] == "postgresql":
-        assert migrate["created_tables"] == ["aa_stripe_striperefund"]
-    assert set(report["tables_after"]) == set(report["tables_before"]) | {"aa_stripe_striperefund"}
+        assert set(migrate["created_tables"]) == NEW_TABLES
+    assert set(report["tables_after"]) == set(report["tables_before"]) | NEW_TABLES
 
 
 def test_the_squash_is_recorded_beside_the_22_upstream_migrations(report: dict[str, Any]) -> None:
@@ -153,7 +159,8 @@ def test_every_row_survives(report: dict[str, Any]) -> None:
     before, after = report["counts_before"], report["counts_after"]
     for table, count in before.items():
         assert after[table] == count + ADDED_ROWS.get(table, 0), table
-    assert after["aa_stripe_striperefund"] == 0
+    for table in NEW_TABLES:
+        assert after[table] == 0, table
 
 
 # --- the values ----------------------------------------------------------------------------------
