@@ -158,3 +158,13 @@ def test_a_row_a_worker_holds_is_left_to_it(staff_client):
         (messages.WARNING, "Skipped, parsed elsewhere right now: evt_held."),
     ]
     assert not StripeWebhook.objects.get(pk="evt_held").is_parsed
+
+
+def test_tombstones_are_listed_read_only(staff_client):
+    deletion = make_event("coupon.deleted", {"id": "GONE10", "object": "coupon", "created": 1_700_000_000})
+    StripeWebhook.store_event(deletion)[0].process()
+
+    page = staff_client.get(reverse("admin:aa_stripe_stripetombstone_changelist"), {"q": "GONE10"})
+
+    assert page.status_code == 200 and b"GONE10" in page.content and deletion["id"].encode() in page.content
+    assert staff_client.get(reverse("admin:aa_stripe_stripetombstone_add")).status_code == 403

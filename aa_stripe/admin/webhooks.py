@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from aa_stripe.models import StripeWebhook
+from aa_stripe.models import StripeTombstone, StripeWebhook
 
 from .base import json_display
 
@@ -88,6 +88,22 @@ class StripeWebhookAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"Skipped, parsed elsewhere right now: {_some(busy)}.", messages.WARNING
             )
+
+
+@admin.register(StripeTombstone)
+class StripeTombstoneAdmin(admin.ModelAdmin):
+    """Deletions webhook events applied: no older event of these objects is applied again."""
+
+    list_display = ("object_type", "stripe_id", "stripe_created", "deleted_at", "event_id")
+    list_filter = ("object_type",)
+    search_fields = ("=stripe_id", "=event_id")
+    fields = readonly_fields = (*list_display, "created")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 def _some(ids: list[str], shown: int = 20) -> str:
