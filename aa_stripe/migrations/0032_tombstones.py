@@ -4,26 +4,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('aa_stripe', '0031_input_limits'),
+        ("aa_stripe", "0031_input_limits"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='StripeTombstone',
+            name="StripeTombstone",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('object_type', models.CharField(max_length=64)),
-                ('stripe_id', models.CharField(max_length=255)),
-                ('stripe_created', models.DateTimeField(blank=True, help_text="Stripe's creation time of the deleted object; empty when the event did not say.", null=True)),
-                ('deleted_at', models.DateTimeField(blank=True, help_text="Stripe's time of the deletion event.", null=True)),
-                ('event_id', models.CharField(blank=True, help_text='The deletion event (evt_...).', max_length=255)),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
+                ),
+                ("object_type", models.CharField(max_length=64)),
+                ("stripe_id", models.CharField(max_length=255)),
+                (
+                    "stripe_created",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Stripe's creation time of the deleted object; empty when the event did not say.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "deleted_at",
+                    models.DateTimeField(
+                        blank=True, help_text="Stripe's time of the deletion event.", null=True
+                    ),
+                ),
+                (
+                    "event_id",
+                    models.CharField(blank=True, help_text="The deletion event (evt_...).", max_length=255),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['object_type', 'stripe_id'], name='aa_stripe_tombstone_lookup')],
-                'constraints': [models.UniqueConstraint(fields=('object_type', 'stripe_id', 'stripe_created'), name='aa_stripe_unique_tombstone')],
+                "indexes": [
+                    models.Index(fields=["object_type", "stripe_id"], name="aa_stripe_tombstone_lookup")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("object_type", "stripe_id", "stripe_created"),
+                        name="aa_stripe_unique_tombstone",
+                    )
+                ],
             },
         ),
     ]
