@@ -161,7 +161,12 @@ class StripeQuery(graphene.ObjectType):
         "Your subscriptions; all with aa_stripe.view_stripesubscription.",
         status=graphene.Argument(StripeSubscriptionStatus, description="Only subscriptions in this status."),
     )
-    stripe_subscription_plans = connection(StripeSubscriptionPlanType, "Plans one can subscribe to.")
+    stripe_subscription_plans = connection(
+        StripeSubscriptionPlanType,
+        "Plans one can subscribe to, cheapest first: only plans created at Stripe. A plan saved here "
+        "but not created at Stripe (create_at_stripe() not called yet, or it failed) is left out for "
+        "everyone, staff too; staff with aa_stripe.view_stripesubscriptionplan can fetch it with node(id).",
+    )
     stripe_coupon = graphene.Field(
         StripeCouponType,
         coupon_id=graphene.String(required=True, description="The code the customer entered."),
