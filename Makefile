@@ -26,10 +26,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The example project on http://127.0.0.1:$(DEMO_PORT)/, offline against a local fake Stripe
-# (or Stripe test mode when STRIPE_API_KEY is set). Ctrl-C stops it.
+# (or Stripe test mode when STRIPE_API_KEY is set). Ctrl-C stops it. It installs only the `demo`
+# group (the package and the fake Stripe server), into the same $(VENV) with a stamp of its own.
 DEMO_PORT ?= 8000
-demo: $(STAMP)
-	$(BIN)/python example/run_demo.py --port $(DEMO_PORT)
+# More options of example/run_demo.py, e.g. DEMO_ARGS="--database /tmp/demo.sqlite3"
+DEMO_ARGS ?=
+DEMO_STAMP := $(VENV)/.installed-demo
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --group demo -e .
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(BIN)/python example/run_demo.py --port $(DEMO_PORT) $(DEMO_ARGS)
 
 # Benchmarks print ratios measured in one run (never timed tests): on SQLite, then again on the
 # database of DATABASE_URL when it is set (PostgreSQL).

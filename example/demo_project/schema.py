@@ -1,10 +1,16 @@
-"""The host project's own schema: its own field beside the library's queries and mutations."""
+"""The host project's own schema: its own field beside the library's queries and mutations.
+
+Give every resolver of your own ``@masked``, as the library's are: an unexpected exception (the
+database down, a bug) is logged and answered as ``INTERNAL_ERROR`` instead of its text, which
+could name tables, SQL or keys.
+"""
 
 from __future__ import annotations
 
 import graphene
 from graphql import GraphQLResolveInfo
 
+from aa_stripe_graphql.errors import masked
 from aa_stripe_graphql.schema import StripeMutation, StripeQuery
 
 
@@ -19,6 +25,7 @@ class Query(StripeQuery, graphene.ObjectType):
     viewer = graphene.Field(Viewer, required=True, description="The signed-in user, if any.")
 
     @staticmethod
+    @masked  # as every field of the library: a database outage reads as INTERNAL_ERROR, logged
     def resolve_viewer(root: object, info: GraphQLResolveInfo) -> Viewer:
         user = info.context.user
         return Viewer(

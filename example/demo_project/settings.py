@@ -100,9 +100,16 @@ STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
 # Offline, the fake server serves a stand-in stripe.js; with real keys, Stripe's own.
 STRIPE_JS_URL = f"{STRIPE_API_BASE}/js.stripe.com/v3/" if STRIPE_API_BASE else "https://js.stripe.com/v3/"
 
+# Not a library setting: run_demo.py's per-run token, answered at /_demo/ready (views.ready).
+DEMO_READY_TOKEN = os.environ.get("DEMO_READY_TOKEN", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"aa_stripe": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "aa_stripe": {"handlers": ["console"], "level": "INFO"},
+        # What a GraphQL client sees as INTERNAL_ERROR, in full for the person running the demo.
+        "aa_stripe_graphql": {"handlers": ["console"], "level": "INFO"},
+    },
 }

@@ -1,8 +1,9 @@
-"""The demo page: a plain HTML + JavaScript front-end that uses the GraphQL API."""
+"""The demo page (plain HTML + JavaScript that uses the GraphQL API) and run_demo.py's readiness URL."""
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 
@@ -17,3 +18,12 @@ def index(request: HttpRequest) -> HttpResponse:
             "offline": bool(settings.STRIPE_API_BASE),
         },
     )
+
+
+@never_cache
+def ready(request: HttpRequest) -> HttpResponse:
+    """The token run_demo.py started this server with: it says "Demo ready" only once this very
+    process answers, never when another one on the same port does. Touches no database."""
+    if not settings.DEMO_READY_TOKEN:
+        raise Http404("Not started by run_demo.py.")
+    return HttpResponse(settings.DEMO_READY_TOKEN, content_type="text/plain")
