@@ -3,19 +3,58 @@
 Errors that Stripe answered are :class:`StripeAPIError` subclasses carrying Stripe's code,
 decline code, HTTP status and JSON body, so code using this library never needs to import
 ``stripe`` to tell a declined card from an outage.
+
+Every exception also says what kind of failure it is (:attr:`AaStripeError.kind`), so that a
+front door (the GraphQL API, a host's own views) can pick its answer without a chain of
+``isinstance`` checks that would have to follow this tree.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from django.utils.translation import gettext_lazy as _
 
+FailureKind = Literal[
+    "invalid",
+    "not_found",
+    "already_exists",
+    "not_allowed",
+    "no_active_customer",
+    "card_declined",
+    "stripe_unavailable",
+    "stripe_error",
+]
+
 
 class AaStripeError(Exception):
-    """Root of every exception this library raises."""
+    """Root of every exception this library raises.
+
+    ``kind`` is what kind of failure it is, one of :data:`FailureKind`:
+
+    ``invalid``
+        The input or the request cannot be accepted as it is.
+    ``not_found``
+        The object does not exist (at Stripe).
+    ``already_exists``
+        An object with this identifier exists already.
+    ``not_allowed``
+        The object's state does not allow this (created already, canceled already, ...).
+    ``no_active_customer``
+        The user has no active Stripe customer, so there is nothing to charge.
+    ``card_declined``
+        The card was declined.
+    ``stripe_unavailable``
+        Stripe did not answer or failed for now: the outcome is unknown, a retry is safe.
+    ``stripe_error``
+        Stripe refused for a reason the person using the site cannot fix (API key, a reused
+        idempotency key, ...).
+
+    Subclasses set it as a class attribute; a host's own subclass inherits its parent's.
+    """
 
     details: Any = _("Stripe error")
+    kind: FailureKind = "invalid"
 
     def __init__(self, message: Any = None, *args: Any) -> None:
         super().__init__(message if message is not None else self.details, *args)
@@ -29,42 +68,50 @@ class StripeMethodNotAllowed(AaStripeError):
     """The object is not in a state that allows this operation."""
 
     details = _("Already created at stripe")
+    kind = "not_allowed"
 
 
 class StripeNoActiveCustomer(StripeMethodNotAllowed):
     """The user has no active customer created at Stripe, so there is nothing to charge."""
 
     details = _("The user has no active Stripe customer.")
+    kind = "no_active_customer"
 
 
 class StripeAlreadyCanceled(StripeMethodNotAllowed):
     """The subscription is already canceled (or set to end at the period end)."""
 
     details = _("The subscription is already canceled.")
+    kind = "not_allowed"
 
 
 class StripeWebhookAlreadyParsed(AaStripeError):
     details = _("This webhook has already been parsed")
+    kind = "not_allowed"
 
 
 class StripeWebhookParseError(AaStripeError):
     details = _("Unable to parse webhook")
+    kind = "invalid"
 
 
 class StripeWebhookRejected(AaStripeError):
     """A delivery to the webhook endpoint is not a valid, signed Stripe event (answered 400)."""
 
     details = _("Invalid webhook delivery")
+    kind = "invalid"
 
 
 class StripeCouponAlreadyExists(AaStripeError):
     details = _("Coupon with this coupon_id and creation date already exists")
+    kind = "already_exists"
 
 
 class StripeAPIError(AaStripeError):
     """Stripe (or the network between us) answered with an error."""
 
     details = _("Stripe API error")
+    kind = "stripe_error"
 
     def __init__(
         self,
@@ -94,30 +141,42 @@ class StripeInternalError(StripeAPIError):
     """
 
     details = _("Temporary Stripe API error")
+    kind = "stripe_unavailable"
 
 
 class StripeCardError(StripeAPIError):
     """The card was declined (``decline_code`` says why; ``authentication_required`` means 3-D Secure)."""
 
     details = _("The card was declined")
+    kind = "card_declined"
 
 
 class StripeInvalidRequestError(StripeAPIError):
-    """Stripe refused the request's parameters or the object does not exist (``code`` says which)."""
+    """Stripe refused the request's parameters or the object does not exist (``code`` says which).
+
+    Its ``kind`` follows ``code``: ``not_found`` for ``resource_missing``, else ``invalid``.
+    """
 
     details = _("Invalid request to Stripe")
+
+    # A property: Stripe answers a missing object and refused parameters with the same error type.
+    @property
+    def kind(self) -> FailureKind:
+        return "not_found" if self.code == "resource_missing" else "invalid"
 
 
 class StripeAuthenticationError(StripeAPIError):
     """The API key is missing, wrong or lacks permission."""
 
     details = _("Stripe rejected the API key")
+    kind = "stripe_error"
 
 
 class StripeIdempotencyError(StripeAPIError):
     """An idempotency key was reused with other parameters (a bug, never retried)."""
 
     details = _("Idempotency key reused with different parameters")
+    kind = "stripe_error"
 
 
 class StripeInvalidInput(AaStripeError, ValueError):
@@ -130,6 +189,7 @@ class StripeInvalidInput(AaStripeError, ValueError):
     """
 
     details = _("Invalid input: nothing was sent to Stripe")
+    kind = "invalid"
 
     def __init__(self, message: Any = None, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

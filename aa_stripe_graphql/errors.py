@@ -10,37 +10,54 @@ from typing import Any, TypeVar
 import graphene
 from graphql import GraphQLError
 
-from aa_stripe.error_codes import ErrorCode, error_code_for
-from aa_stripe.exceptions import AaStripeError, StripeAPIError, StripeInternalError
+from aa_stripe.exceptions import AaStripeError, FailureKind
 
 logger = logging.getLogger("aa_stripe_graphql")
 
-_CODE_DESCRIPTIONS = {
-    ErrorCode.INVALID: "The value is not valid.",
-    ErrorCode.REQUIRED: "The value is missing.",
-    ErrorCode.NOT_FOUND: "No such object that you may see.",
-    ErrorCode.ALREADY_EXISTS: "An object with this identifier exists already.",
-    ErrorCode.NOT_ALLOWED: "The object is not in a state that allows this (e.g. already canceled).",
-    ErrorCode.NO_ACTIVE_CUSTOMER: "The user has no card on file (no active Stripe customer).",
-    ErrorCode.CARD_DECLINED: "The card was declined; declineCode says why.",
-    ErrorCode.STRIPE_API_ERROR: "Stripe could not be reached or failed; the outcome may be unknown.",
+
+class StripeErrorCode(graphene.Enum):
+    """What went wrong, in a form a front-end can act on."""
+
+    INVALID = "invalid"
+    REQUIRED = "required"
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    NOT_ALLOWED = "not_allowed"
+    NO_ACTIVE_CUSTOMER = "no_active_customer"
+    CARD_DECLINED = "card_declined"
+    STRIPE_API_ERROR = "stripe_api_error"
+
+    @property
+    def description(self) -> str:
+        return {
+            "invalid": "The value is not valid.",
+            "required": "The value is missing.",
+            "not_found": "No such object that you may see.",
+            "already_exists": "An object with this identifier exists already.",
+            "not_allowed": "The object is not in a state that allows this (e.g. already canceled).",
+            "no_active_customer": "The user has no card on file (no active Stripe customer).",
+            "card_declined": "The card was declined; declineCode says why.",
+            "stripe_api_error": "Stripe could not be reached or failed; the outcome may be unknown.",
+        }[self.value]
+
+
+# REQUIRED has no kind: only this package's own input checks (UserError) report it.
+_CODE_OF_KIND: dict[FailureKind, StripeErrorCode] = {
+    "invalid": StripeErrorCode.INVALID,
+    "not_found": StripeErrorCode.NOT_FOUND,
+    "already_exists": StripeErrorCode.ALREADY_EXISTS,
+    "not_allowed": StripeErrorCode.NOT_ALLOWED,
+    "no_active_customer": StripeErrorCode.NO_ACTIVE_CUSTOMER,
+    "card_declined": StripeErrorCode.CARD_DECLINED,
+    "stripe_unavailable": StripeErrorCode.STRIPE_API_ERROR,
+    "stripe_error": StripeErrorCode.STRIPE_API_ERROR,
 }
 
 
-def _describe_code(self: graphene.Enum) -> str:
-    return _CODE_DESCRIPTIONS[ErrorCode(self.value)]
-
-
-# Mirrors aa_stripe.error_codes.ErrorCode, value for value.
-StripeErrorCode = type(
-    "StripeErrorCode",
-    (graphene.Enum,),
-    {
-        **{code.name: code.value for code in ErrorCode},
-        "__doc__": "What went wrong, in a form a front-end can act on.",
-        "description": property(_describe_code),
-    },
-)
+def error_code_for(error: AaStripeError) -> StripeErrorCode:
+    """The code for one of the library's exceptions, from its ``kind``; ``INVALID`` for a kind this
+    package does not know (a host's own subclass)."""
+    return _CODE_OF_KIND.get(error.kind, StripeErrorCode.INVALID)
 
 
 class StripeError(graphene.ObjectType):
@@ -56,7 +73,7 @@ class StripeError(graphene.ObjectType):
 
 
 def stripe_error(
-    code: ErrorCode, message: str, field: str | None = None, decline_code: str | None = None
+    code: StripeErrorCode, message: str, field: str | None = None, decline_code: str | None = None
 ) -> dict[str, Any]:
     return {"field": field, "message": message, "code": code.value, "decline_code": decline_code}
 
@@ -76,14 +93,12 @@ def error_from_exception(error: AaStripeError, field: str | None = None) -> dict
     ``aa_stripe_graphql`` logger.
     """
     code = error_code_for(error)
-    decline_code = getattr(error, "decline_code", None) or (
-        error.code if isinstance(error, StripeAPIError) and error.code else None
-    )
-    if code is not ErrorCode.CARD_DECLINED:
-        decline_code = None
+    decline_code = None
+    if code is StripeErrorCode.CARD_DECLINED:
+        decline_code = getattr(error, "decline_code", None) or getattr(error, "code", None) or None
     message = error.message
-    if code is ErrorCode.STRIPE_API_ERROR:
-        transient = isinstance(error, StripeInternalError)
+    if code is StripeErrorCode.STRIPE_API_ERROR:
+        transient = error.kind == "stripe_unavailable"
         message = UNREACHABLE_MESSAGE if transient else SERVICE_ERROR_MESSAGE
         logger.log(
             logging.WARNING if transient else logging.ERROR,

@@ -415,7 +415,9 @@ def test_unhandled_lists_stored_types_no_handler_acts_on_with_counts(settings):
     settings.STRIPE_API_KEY = ""  # reads only this database
     for event_type, count in [("invoice.paid", 3), ("payout.created", 1), ("coupon.created", 2)]:
         for i in range(count):
-            StripeWebhook.store_event(make_event(event_type, {"id": f"x_{i}", "object": "x"}, created=NOW + i))
+            StripeWebhook.store_event(
+                make_event(event_type, {"id": f"x_{i}", "object": "x"}, created=NOW + i)
+            )
 
     out, _err = run("check_pending_webhooks", "--unhandled")
 

@@ -257,7 +257,7 @@ class StripeCoupon(StripeBasicModel):
                 "coupons", "update", self.coupon_id, params={"metadata": self.metadata}
             )
         except StripeInvalidRequestError as err:
-            if err.code != "resource_missing":
+            if err.kind != "not_found":
                 raise
             self.is_deleted = True
             return
@@ -270,5 +270,5 @@ class StripeCoupon(StripeBasicModel):
             if timestamp_to_datetime(stripe_coupon.get("created")) == self.created:
                 stripe_api.call("coupons", "delete", self.coupon_id)
         except StripeInvalidRequestError as err:
-            if err.code != "resource_missing":
+            if err.kind != "not_found":
                 raise

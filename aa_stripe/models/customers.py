@@ -124,7 +124,7 @@ class StripeCustomer(StripeBasicModel):
         try:
             customer = self.retrieve_from_stripe()
         except StripeInvalidRequestError as err:
-            if err.code != "resource_missing":
+            if err.kind != "not_found":
                 raise
             self.is_active = False
             self.save(update_fields=["is_active", "updated"])

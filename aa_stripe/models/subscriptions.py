@@ -161,7 +161,7 @@ class StripeSubscription(StripeBasicModel):
             else:
                 subscription = stripe_api.call("subscriptions", "cancel", self.stripe_subscription_id)
         except StripeInvalidRequestError as err:
-            if err.code != "resource_missing":
+            if err.kind != "not_found":
                 raise
             subscription = {**current, "status": self.STATUS_CANCELED}
         self.canceled_at = self.canceled_at or timezone.now()

@@ -99,7 +99,7 @@ def retrieve(service: str, object_id: str) -> dict[str, Any]:
         params = {"expand": ["sources"]} if service == "customers" else None
         return stripe_api.call(service, "retrieve", object_id, params=params)
     except StripeInvalidRequestError as err:
-        if err.code != "resource_missing" and err.http_status != 404:
+        if err.kind != "not_found" and err.http_status != 404:
             raise
         return {"id": object_id, "deleted": True}
 

@@ -15,11 +15,11 @@ from graphene.utils.str_converters import to_camel_case
 from graphql import GraphQLError
 from graphql_relay import from_global_id
 
-from aa_stripe.error_codes import ErrorCode
 from aa_stripe.exceptions import AaStripeError
 
 from ..errors import (
     StripeError,
+    StripeErrorCode,
     error_from_exception,
     internal_error,
     logger,
@@ -35,13 +35,9 @@ _CLIENT_MUTATION_ID = "Any string; the payload hands it back unchanged, to match
 class UserError(Exception):
     """Input problems found before Stripe is called; each becomes one entry of ``errors``."""
 
-    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+    def __init__(self, code: StripeErrorCode, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.errors = [stripe_error(code, message, field)]
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return self.errors[0]
 
     @classmethod
     def from_validation_error(cls, error: ValidationError, fields: dict[str, str]) -> UserError:
@@ -51,9 +47,11 @@ class UserError(Exception):
         for name, problems in error.error_dict.items():
             field = fields.get(name, to_camel_case(name)) if name != "__all__" else None
             for problem in problems:
-                code = ErrorCode.REQUIRED if problem.code in _REQUIRED_CODES else ErrorCode.INVALID
+                code = (
+                    StripeErrorCode.REQUIRED if problem.code in _REQUIRED_CODES else StripeErrorCode.INVALID
+                )
                 found.append(stripe_error(code, " ".join(problem.messages), field))
-        user_error = cls(ErrorCode.INVALID, "Invalid input.")
+        user_error = cls(StripeErrorCode.INVALID, "Invalid input.")
         user_error.errors = found or user_error.errors
         return user_error
 
@@ -127,7 +125,7 @@ def object_from_global_id(
     ``visible_only=False`` skips the type's visibility rules (``get_queryset``), for callers whose
     permission to act (e.g. ``change_stripecharge``) was checked already and covers every row of
     ``queryset``."""
-    missing = UserError(ErrorCode.NOT_FOUND, f"No {node_type._meta.name} with this id.", field)
+    missing = UserError(StripeErrorCode.NOT_FOUND, f"No {node_type._meta.name} with this id.", field)
     try:
         type_name, pk = from_global_id(global_id)
     except Exception:
@@ -149,15 +147,15 @@ def json_object(value: Any, field: str, *, required: bool = True) -> dict[str, A
     """A JSONString input that must hold a JSON object."""
     if value is None:
         if required:
-            raise UserError(ErrorCode.REQUIRED, "This field is required.", field)
+            raise UserError(StripeErrorCode.REQUIRED, "This field is required.", field)
         return None
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
-            raise UserError(ErrorCode.INVALID, "Not valid JSON.", field) from None
+            raise UserError(StripeErrorCode.INVALID, "Not valid JSON.", field) from None
     if not isinstance(value, dict):
-        raise UserError(ErrorCode.INVALID, "Must be a JSON object.", field)
+        raise UserError(StripeErrorCode.INVALID, "Must be a JSON object.", field)
     return value
 
 
@@ -166,7 +164,9 @@ def metadata_object(value: Any, field: str = "metadata", *, required: bool = Fal
     metadata = json_object(value, field, required=required) or {}
     for key, item in metadata.items():
         if isinstance(item, dict | list):
-            raise UserError(ErrorCode.INVALID, f"Metadata value {key!r} must be a string, not nested.", field)
+            raise UserError(
+                StripeErrorCode.INVALID, f"Metadata value {key!r} must be a string, not nested.", field
+            )
     return metadata
 
 
@@ -190,4 +190,4 @@ def positive(value: int | None, field: str, *, allow_zero: bool = False) -> None
     """``INVALID`` on ``field`` unless ``value`` is None or above zero (or zero, when allowed)."""
     if value is not None and (value < 0 or (value == 0 and not allow_zero)):
         limit = "zero or more" if allow_zero else "more than zero"
-        raise UserError(ErrorCode.INVALID, f"Must be {limit}.", field)
+        raise UserError(StripeErrorCode.INVALID, f"Must be {limit}.", field)

@@ -14,7 +14,6 @@ import graphene
 from django.core.exceptions import ValidationError
 
 from aa_stripe.conf import default_currency
-from aa_stripe.error_codes import ErrorCode
 from aa_stripe.exceptions import (
     AaStripeError,
     StripeAPIError,
@@ -25,7 +24,7 @@ from aa_stripe.exceptions import (
 from aa_stripe.models import StripeCharge, StripeCustomer
 from aa_stripe.validators import clean_amount
 
-from ..errors import error_from_exception
+from ..errors import StripeErrorCode, error_from_exception
 from ..permissions import require_perm
 from ..types import StripeChargeType
 from .base import StripeMutation, UserError, clean, object_from_global_id, with_error
@@ -40,7 +39,7 @@ def _user(pk: str) -> Any:
     except (ValueError, TypeError, ValidationError):
         found = None
     if found is None:
-        raise UserError(ErrorCode.NOT_FOUND, "No user with this id.", "user")
+        raise UserError(StripeErrorCode.NOT_FOUND, "No user with this id.", "user")
     return found
 
 
@@ -50,7 +49,7 @@ def check_amount(amount: int, currency: str) -> None:
     try:
         clean_amount(amount, currency)
     except ValidationError as err:
-        raise UserError(ErrorCode.INVALID, " ".join(err.messages), "amount") from None
+        raise UserError(StripeErrorCode.INVALID, " ".join(err.messages), "amount") from None
 
 
 def _decline(charge: StripeCharge) -> dict[str, Any]:
@@ -124,7 +123,7 @@ class CreateStripeCharge(StripeMutation):
         clean(charge, _CHARGE_INPUTS)  # amount in its currency, statement descriptor limits included
         charge_now = data.get("charge_now") is not False
         if charge_now and StripeCustomer.get_latest_active_customer_for_user(charge.user) is None:
-            raise UserError(ErrorCode.NO_ACTIVE_CUSTOMER, StripeNoActiveCustomer().message, "user")
+            raise UserError(StripeErrorCode.NO_ACTIVE_CUSTOMER, StripeNoActiveCustomer().message, "user")
         charge.save()
         return _charge_now(charge) if charge_now else {"charge": charge}
 
@@ -156,13 +155,13 @@ class RefundStripeCharge(StripeMutation):
 
 def _check_refund(charge: StripeCharge, amount: int | None) -> None:
     if not charge.is_charged:
-        raise UserError(ErrorCode.NOT_ALLOWED, "This charge was not charged.", "charge")
+        raise UserError(StripeErrorCode.NOT_ALLOWED, "This charge was not charged.", "charge")
     if amount is not None:
         check_amount(amount, charge.currency)
     if charge.pending_refund_amount is not None:
         return  # the model replays the unconfirmed refund (or says which amount to ask for)
     left = (charge.amount or 0) - charge.amount_refunded
     if charge.is_refunded or left <= 0:
-        raise UserError(ErrorCode.NOT_ALLOWED, "This charge is refunded in full already.", "charge")
+        raise UserError(StripeErrorCode.NOT_ALLOWED, "This charge is refunded in full already.", "charge")
     if amount is not None and amount > left:
-        raise UserError(ErrorCode.INVALID, f"At most {left} is left to refund.", "amount")
+        raise UserError(StripeErrorCode.INVALID, f"At most {left} is left to refund.", "amount")

@@ -16,12 +16,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from aa_stripe.currencies import to_minor_units
-from aa_stripe.error_codes import ErrorCode
 from aa_stripe.exceptions import AaStripeError, StripeCouponAlreadyExists
 from aa_stripe.models import StripeCoupon
 
 from ..enums import StripeCouponDuration
-from ..errors import stripe_error
+from ..errors import StripeErrorCode, stripe_error
 from ..permissions import require_perm
 from ..types import StripeCouponType
 from .base import (
@@ -49,22 +48,22 @@ def _check_discount(amount_off: Decimal | None, percent_off: Decimal | None, cur
     # GraphQL's Decimal takes "NaN", "sNaN" and "Infinity", which no comparison below may see.
     for value, field in ((amount_off, "amountOff"), (percent_off, "percentOff")):
         if value is not None and not value.is_finite():
-            raise UserError(ErrorCode.INVALID, "Must be a finite number.", field)
+            raise UserError(StripeErrorCode.INVALID, "Must be a finite number.", field)
     if (amount_off is None) == (percent_off is None):
-        code = ErrorCode.REQUIRED if amount_off is None else ErrorCode.INVALID
+        code = StripeErrorCode.REQUIRED if amount_off is None else StripeErrorCode.INVALID
         raise UserError(code, "Give exactly one of amountOff and percentOff.", "amountOff")
     if percent_off is not None and not 0 < percent_off <= 100:
-        raise UserError(ErrorCode.INVALID, "Must be more than 0 and at most 100.", "percentOff")
+        raise UserError(StripeErrorCode.INVALID, "Must be more than 0 and at most 100.", "percentOff")
     if amount_off is None:
         return
     if not currency:
-        raise UserError(ErrorCode.REQUIRED, "amountOff needs a currency.", "currency")
+        raise UserError(StripeErrorCode.REQUIRED, "amountOff needs a currency.", "currency")
     if amount_off <= 0:
-        raise UserError(ErrorCode.INVALID, "Must be more than zero.", "amountOff")
+        raise UserError(StripeErrorCode.INVALID, "Must be more than zero.", "amountOff")
     try:
         to_minor_units(amount_off, currency)
     except ValueError as err:
-        raise UserError(ErrorCode.INVALID, str(err), "amountOff") from None
+        raise UserError(StripeErrorCode.INVALID, str(err), "amountOff") from None
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -76,13 +75,15 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def _check_duration(duration: str, months: int | None, redeem_by: datetime | None) -> None:
     if duration == StripeCoupon.DURATION_REPEATING and months is None:
-        raise UserError(ErrorCode.REQUIRED, "A repeating coupon needs durationInMonths.", "durationInMonths")
+        raise UserError(
+            StripeErrorCode.REQUIRED, "A repeating coupon needs durationInMonths.", "durationInMonths"
+        )
     if duration != StripeCoupon.DURATION_REPEATING and months is not None:
         raise UserError(
-            ErrorCode.INVALID, "Only repeating coupons take durationInMonths.", "durationInMonths"
+            StripeErrorCode.INVALID, "Only repeating coupons take durationInMonths.", "durationInMonths"
         )
     if redeem_by is not None and redeem_by <= timezone.now():
-        raise UserError(ErrorCode.INVALID, "Must be in the future.", "redeemBy")
+        raise UserError(StripeErrorCode.INVALID, "Must be in the future.", "redeemBy")
 
 
 def _staff_coupon(info: Any, global_id: str) -> StripeCoupon:
@@ -99,7 +100,7 @@ def _staff_coupon(info: Any, global_id: str) -> StripeCoupon:
 
 def _refuse_deleted(coupon: StripeCoupon) -> None:
     if coupon.is_deleted:
-        raise UserError(ErrorCode.NOT_ALLOWED, "This coupon is deleted.", "coupon")
+        raise UserError(StripeErrorCode.NOT_ALLOWED, "This coupon is deleted.", "coupon")
 
 
 class CreateStripeCoupon(StripeMutation):
@@ -142,12 +143,12 @@ class CreateStripeCoupon(StripeMutation):
         )
         clean(coupon, (*_COUPON_INPUTS, "coupon_id") if coupon.coupon_id else _COUPON_INPUTS)
         if coupon.coupon_id and StripeCoupon.objects.filter(coupon_id=coupon.coupon_id).exists():
-            raise UserError(ErrorCode.ALREADY_EXISTS, _ALREADY_EXISTS, "couponId")
+            raise UserError(StripeErrorCode.ALREADY_EXISTS, _ALREADY_EXISTS, "couponId")
         try:
             with transaction.atomic():
                 coupon.save()
         except StripeCouponAlreadyExists:
-            raise UserError(ErrorCode.ALREADY_EXISTS, _ALREADY_EXISTS, "couponId") from None
+            raise UserError(StripeErrorCode.ALREADY_EXISTS, _ALREADY_EXISTS, "couponId") from None
         return {"coupon": coupon}
 
 
@@ -181,7 +182,7 @@ class UpdateStripeCoupon(StripeMutation):
 
 
 def _deleted_at_stripe() -> dict[str, Any]:
-    return stripe_error(ErrorCode.NOT_ALLOWED, "This coupon was deleted at Stripe.", "coupon")
+    return stripe_error(StripeErrorCode.NOT_ALLOWED, "This coupon was deleted at Stripe.", "coupon")
 
 
 class DeleteStripeCoupon(StripeMutation):

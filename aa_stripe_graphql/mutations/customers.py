@@ -6,9 +6,9 @@ from typing import Any
 
 import graphene
 
-from aa_stripe.error_codes import ErrorCode
 from aa_stripe.models import StripeCustomer
 
+from ..errors import StripeErrorCode
 from ..types import StripeCustomerType
 from .base import StripeMutation, UserError, json_object, object_from_global_id, require_stripe_user
 
@@ -17,7 +17,7 @@ def _token(value: Any, field: str = "stripeJsResponse") -> dict[str, Any]:
     token = json_object(value, field)
     if not isinstance(token.get("id"), str) or not token["id"].startswith(("tok_", "src_")):
         message = "Not a stripe.js token: it needs an id starting with tok_ or src_."
-        raise UserError(ErrorCode.INVALID, message, field)
+        raise UserError(StripeErrorCode.INVALID, message, field)
     return token
 
 
@@ -59,6 +59,6 @@ class AddStripeCustomerSource(StripeMutation):
         token = _token(stripe_js_response)
         found = object_from_global_id(customer, StripeCustomerType, StripeCustomer.objects, "customer", info)
         if found.user_id != owner.pk:
-            raise UserError(ErrorCode.NOT_FOUND, "No StripeCustomer with this id.", "customer")
+            raise UserError(StripeErrorCode.NOT_FOUND, "No StripeCustomer with this id.", "customer")
         found.add_new_source(token["id"], stripe_js_response=token)
         return {"customer": found}

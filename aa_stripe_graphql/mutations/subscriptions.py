@@ -13,7 +13,6 @@ from typing import Any
 
 import graphene
 
-from aa_stripe.error_codes import ErrorCode
 from aa_stripe.exceptions import (
     AaStripeError,
     StripeInternalError,
@@ -22,7 +21,7 @@ from aa_stripe.exceptions import (
 )
 from aa_stripe.models import StripeCoupon, StripeCustomer, StripeSubscription, StripeSubscriptionPlan
 
-from ..errors import error_from_exception
+from ..errors import StripeErrorCode, error_from_exception
 from ..permissions import has_perm, require_signed_in
 from ..types import StripeSubscriptionPlanType, StripeSubscriptionType
 from .base import (
@@ -40,7 +39,7 @@ def _plan(info: Any, global_id: str) -> StripeSubscriptionPlan:
         global_id, StripeSubscriptionPlanType, StripeSubscriptionPlan.objects, "plan", info
     )
     if not plan.is_created_at_stripe:
-        raise UserError(ErrorCode.NOT_ALLOWED, "This plan is not created at Stripe yet.", "plan")
+        raise UserError(StripeErrorCode.NOT_ALLOWED, "This plan is not created at Stripe yet.", "plan")
     return plan
 
 
@@ -49,7 +48,7 @@ def _coupon(coupon_id: str | None) -> StripeCoupon | None:
         return None
     coupon = StripeCoupon.objects.filter(coupon_id=coupon_id).first()  # live coupons only
     if coupon is None:
-        raise UserError(ErrorCode.NOT_FOUND, "No such coupon.", "coupon")
+        raise UserError(StripeErrorCode.NOT_FOUND, "No such coupon.", "coupon")
     return coupon
 
 
@@ -88,7 +87,9 @@ class CreateStripeSubscription(StripeMutation):
         found_coupon = _coupon(coupon)
         values = metadata_object(metadata)
         if StripeCustomer.get_latest_active_customer_for_user(user) is None:
-            raise UserError(ErrorCode.NO_ACTIVE_CUSTOMER, "Add a card first: you have no active customer.")
+            raise UserError(
+                StripeErrorCode.NO_ACTIVE_CUSTOMER, "Add a card first: you have no active customer."
+            )
         row = _pending_row(user, found_plan, found_coupon, values) or StripeSubscription(
             user=user, plan=found_plan, coupon=found_coupon, metadata=values
         )
@@ -132,7 +133,9 @@ class CancelStripeSubscription(StripeMutation):
             subscription, StripeSubscriptionType, queryset, "subscription", info, visible_only=False
         )
         if found.status == StripeSubscription.STATUS_CANCELED or (at_period_end and found.at_period_end):
-            raise UserError(ErrorCode.NOT_ALLOWED, "The subscription is already canceled.", "subscription")
+            raise UserError(
+                StripeErrorCode.NOT_ALLOWED, "The subscription is already canceled.", "subscription"
+            )
         try:
             found.cancel(at_period_end=at_period_end)
         except AaStripeError as err:
