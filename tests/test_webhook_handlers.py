@@ -44,12 +44,15 @@ def deliver(client: Any, event: dict[str, Any], expected: str = "parsed") -> Str
 
 
 def deliver_again(client: Any, event: dict[str, Any]) -> None:
-    """Stripe's redelivery of the same event, then a manual re-process of the stored row."""
+    """Stripe's redelivery of the same event (answered "duplicate", not parsed again), then a
+    forced re-parse of the stored row: the supported way to run its handlers again."""
     deliver(client, event, expected="duplicate")
+    webhook = StripeWebhook.objects.get(pk=event["id"])
+    assert webhook.is_parsed
     with TestCase.captureOnCommitCallbacks(execute=True):
-        webhook, created = StripeWebhook.store_event(event)
-        assert not created
-        assert webhook.process() is True
+        assert webhook.process(force=True) is True
+    webhook.refresh_from_db()
+    assert (webhook.is_parsed, webhook.parse_error) == (True, "")
 
 
 @contextlib.contextmanager
@@ -76,6 +79,10 @@ class StripeCalls:
 
     def __call__(self) -> list[tuple[str, str]]:
         return [(r.method, r.path) for r in self.proxy.requests[self.mark :]]
+
+    def writes(self) -> list[tuple[str, str]]:
+        """The requests that could change something at Stripe (a re-parse may read, never write)."""
+        return [(method, path) for method, path in self() if method != "GET"]
 
 
 # --- webhook_pre_parse ----------------------------------------------------------------------------
@@ -180,7 +187,18 @@ def test_an_event_delivered_twice_is_parsed_once(client, fake_stripe):
 
     with received(webhook_pre_parse) as sends:
         deliver(client, event)
-        deliver_again(client, event)
+        deliver(client, event, expected="duplicate")
 
     assert len(sends) == 1
     assert StripeWebhook.objects.get().parse_attempts == 1
+
+
+def test_a_forced_re_parse_sends_webhook_pre_parse_again_saying_so(client, fake_stripe):
+    event = make_event("invoice.paid", stripe_object("invoice"))
+
+    with received(webhook_pre_parse) as sends:
+        deliver(client, event)
+        deliver_again(client, event)
+
+    assert [send["instance"].reparsing for send in sends] == [False, True]
+    assert StripeWebhook.objects.get().parse_attempts == 2

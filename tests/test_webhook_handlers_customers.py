@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import requests
 
 from aa_stripe import stripe_api
 from aa_stripe.models import StripeCustomer
@@ -264,16 +265,25 @@ def test_a_tie_on_a_customer_deleted_at_stripe_makes_it_inactive(client, fake_st
 
 
 def test_a_replayed_source_event_changes_nothing_twice(client, fake_stripe, customer):
-    event = make_event("customer.source.created", card_object(customer))
+    # A second card added at Stripe (the default stays), so a re-read agrees with the event.
+    response = requests.post(
+        f"{fake_stripe.direct_url}/v1/customers/{customer.stripe_customer_id}/sources",
+        data={"source": fake_stripe.card_token("5555555555554444")["id"]},
+        headers={"Authorization": f"Bearer {fake_stripe.api_key}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    event = make_event("customer.source.created", response.json())
     deliver(client, event)
     before = StripeCustomer.objects.filter(pk=customer.pk).values().get()
     stripe_calls = StripeCalls(fake_stripe)
 
     deliver_again(client, event)
 
-    assert StripeCustomer.objects.filter(pk=customer.pk).values().get() == before
+    after = StripeCustomer.objects.filter(pk=customer.pk).values().get()
+    assert {**after, "updated": None} == {**before, "updated": None}
     assert len(before["sources"]) == 2
-    assert stripe_calls() == []
+    assert stripe_calls.writes() == []
 
 
 def test_an_old_shape_card_list_no_newer_than_a_card_event_is_re_read(client, fake_stripe, customer):

@@ -155,22 +155,28 @@ class StripeCoupon(StripeBasicModel):
         return 0, {self._meta.label: 0}
 
     def update_from_stripe_data(
-        self, stripe_coupon: dict[str, Any], exclude_fields: list[str] | None = None, commit: bool = True
+        self,
+        stripe_coupon: dict[str, Any],
+        exclude_fields: list[str] | None = None,
+        commit: bool = True,
+        deleted: bool | None = None,
     ) -> None:
         """Apply Stripe's coupon to the row without pushing anything back to Stripe.
 
-        For webhooks and refresh commands; ``commit=False`` only sets the attributes.
+        For webhooks and refresh commands; ``commit=False`` only sets the attributes. ``deleted``
+        (default: the object's own ``deleted``) marks the coupon deleted after applying what the
+        object says; Stripe's deleted stub ``{id, object, deleted}`` keeps the last known data.
         """
-        if stripe_coupon.get("deleted"):
-            # Stripe's deleted stub is {id, object, deleted}: keep the coupon's last known data.
-            self.is_deleted = True
-        else:
+        deleted = bool(stripe_coupon.get("deleted")) if deleted is None else deleted
+        if not set(stripe_coupon) <= {"id", "object", "deleted"}:
             values = self.values_from_stripe(stripe_coupon)
             for name in exclude_fields or ():
                 values.pop(name, None)
             for name, value in values.items():
                 setattr(self, name, value)
             self.stripe_response = stripe_coupon
+        if deleted:
+            self.is_deleted = True
         self.is_created_at_stripe = True
         if commit:
             self._save_local()

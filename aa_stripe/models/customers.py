@@ -132,13 +132,27 @@ class StripeCustomer(StripeBasicModel):
         self.update_from_stripe_data(customer)
         return customer
 
-    def update_from_stripe_data(self, customer: dict[str, Any], commit: bool = True) -> None:
+    def update_from_stripe_data(
+        self, customer: dict[str, Any], commit: bool = True, deleted: bool | None = None
+    ) -> None:
         """Apply a Stripe customer object (from an API answer or a webhook) without calling Stripe.
 
         Tolerates customers without ``sources`` (newer API versions omit it unless expanded)
-        and a null ``default_source``; a deleted customer becomes inactive.
+        and a null ``default_source``. A deleted customer (``deleted``, default: the object's
+        own) becomes inactive, keeping what the object says (Stripe's deleted stub says nothing).
         """
         self._apply_stripe_customer(customer)
+        if bool(customer.get("deleted")) if deleted is None else deleted:
+            self.is_active = False
+        if commit:
+            self.save()
+
+    def update_sources_from_stripe_data(self, customer: dict[str, Any], commit: bool = True) -> None:
+        """Apply only the cards (``sources``, ``default_source``) of a Stripe customer object."""
+        if customer.get("deleted"):
+            self.update_from_stripe_data(customer, commit=commit)
+            return
+        self._apply_sources(customer)
         if commit:
             self.save()
 
@@ -167,15 +181,17 @@ class StripeCustomer(StripeBasicModel):
         return next((s for s in self.sources or [] if s.get("id") == self.default_source), None)
 
     def _apply_stripe_customer(self, customer: dict[str, Any]) -> None:
-        if customer.get("deleted"):
-            self.is_active = False
+        if set(customer) <= {"id", "object", "deleted"}:  # Stripe's deleted stub
             return
+        self._apply_sources(customer)
+        self.stripe_response = customer
+
+    def _apply_sources(self, customer: dict[str, Any]) -> None:
         sources = customer.get("sources")
         if isinstance(sources, dict) and "data" in sources:
             self.sources = sources["data"]
         default = customer.get("default_source")
         self.default_source = (default.get("id", "") if isinstance(default, dict) else default) or ""
-        self.stripe_response = customer
 
     def _require_stripe_id(self) -> None:
         if not self.stripe_customer_id:

@@ -121,10 +121,11 @@ class StripeSubscription(StripeBasicModel):
         self.stripe_subscription_id = subscription["id"]
         self.stripe_response = subscription
         self.is_created_at_stripe = True
+        was_canceled = self.status == self.STATUS_CANCELED
         self.status = subscription.get("status") or self.status
-        if self.status != self.STATUS_CANCELED:
-            # Stripe's word, also when a subscription set to end was reactivated there; once
-            # canceled, at_period_end keeps saying how it was canceled.
+        if not was_canceled:
+            # Stripe's word, also when a subscription set to end was reactivated there, and in the
+            # object that cancels it; once canceled, at_period_end keeps saying how.
             self.at_period_end = bool(subscription.get("cancel_at_period_end"))
         ended = subscription.get("canceled_at") or subscription.get("ended_at")
         if ended and not self.canceled_at:

@@ -48,10 +48,10 @@ def coupon_changed(webhook: StripeWebhook) -> None:
     if coupon is None:
         bury_if_deleted(webhook)  # a coupon never mirrored here: later events must not bring it back
         return
-    data = incoming(webhook, coupon, "coupons")
-    if data is None or (data.get("deleted") and coupon.pk is None):
+    change = incoming(webhook, coupon, "coupons")
+    if change is None or (change.deleted and coupon.pk is None):
         return
-    coupon.update_from_stripe_data(data)
+    coupon.update_from_stripe_data(change.data, deleted=change.deleted)
 
 
 def _coupon_row(webhook: StripeWebhook, data: dict[str, Any]) -> StripeCoupon | None:
@@ -89,11 +89,11 @@ def customer_changed(webhook: StripeWebhook) -> None:
     if customer is None:
         bury_if_deleted(webhook)
         return
-    data = incoming(
+    change = incoming(
         webhook, customer, "customers", stale=lambda data: _cards_newer_than(customer, webhook, data)
     )
-    if data is not None:
-        customer.update_from_stripe_data(data)
+    if change is not None:
+        customer.update_from_stripe_data(change.data, deleted=change.deleted)
 
 
 def _cards_newer_than(customer: StripeCustomer, webhook: StripeWebhook, data: dict[str, Any]) -> bool:
@@ -121,7 +121,11 @@ def customer_source_changed(webhook: StripeWebhook) -> None:
     if stamp is not None and last is not None and stamp < last:
         return  # an older event of this card
     if stamp is None or stamp == last:
-        customer.update_from_stripe_data(stripe_object(webhook, "customers", customer.stripe_customer_id))
+        # Which state of the card is the latest only Stripe knows: take its cards (the rest of the
+        # customer is the customer events' to apply).
+        customer.update_sources_from_stripe_data(
+            stripe_object(webhook, "customers", customer.stripe_customer_id)
+        )
         return
     clocks[source["id"]] = stamp  # kept after deletion: a late "created" cannot bring the card back
     customer.source_event_times = clocks
@@ -171,10 +175,13 @@ def charge_changed(webhook: StripeWebhook) -> None:
     charge = _locked_charge(data)
     if charge is None:
         return
-    data = incoming(webhook, charge, "charges")
-    if data is None:
+    change = incoming(webhook, charge, "charges")
+    if change is None:
         return
+    data = change.data
     signals = _apply_outcome(charge, data)
+    if charge.is_charged and charge.stripe_charge_id == data.get("id"):
+        charge.stripe_response = data  # the latest Stripe says of the charge that paid this row
     if _apply_refunds(charge, data):
         signals.append(lambda: stripe_charge_refunded.send(sender=StripeCharge, instance=charge))
     charge.save()
@@ -279,11 +286,13 @@ def subscription_changed(webhook: StripeWebhook) -> None:
     if subscription is None:
         bury_if_deleted(webhook)
         return
-    data = incoming(webhook, subscription, "subscriptions")
-    if data is None:
+    change = incoming(webhook, subscription, "subscriptions")
+    if change is None:
         return
-    if data.get("deleted"):
-        data = {**data, "status": StripeSubscription.STATUS_CANCELED}
+    data = change.data
+    if change.deleted:
+        data = {key: value for key, value in data.items() if key != "deleted"}
+        data["status"] = StripeSubscription.STATUS_CANCELED
     if data.get("status") == StripeSubscription.STATUS_CANCELED and not (
         data.get("canceled_at") or data.get("ended_at")
     ):

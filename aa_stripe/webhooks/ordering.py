@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import StripeInvalidRequestError
@@ -104,20 +104,27 @@ def retrieve(service: str, object_id: str) -> dict[str, Any]:
         return {"id": object_id, "deleted": True}
 
 
+class Change(NamedTuple):
+    """What a handler applies: a Stripe object, and whether the object is deleted."""
+
+    data: dict[str, Any]
+    deleted: bool
+
+
 def incoming(
     webhook: StripeWebhook,
     row: Any,
     service: str,
     stale: Callable[[dict[str, Any]], bool] | None = None,
-) -> dict[str, Any] | None:
+) -> Change | None:
     """What to apply to ``row`` (locked, or new and unsaved) for this event; None to leave it alone.
 
     ``stale(data)`` says when the data of an event newer than the row's clock may still be older
     than something already applied (e.g. a customer's card list): Stripe is asked instead.
-
-    Deletions come back with ``"deleted": True``. After a tie the object is Stripe's current one;
-    when Stripe's object of that id is a newer namesake (another ``created``), the event's own
-    object is gone and comes back as deleted. ``row.last_event_at`` is moved forward (unsaved).
+    After a tie the object is Stripe's current one; when Stripe no longer has it, or its object of
+    that id is a newer namesake (another ``created``), the event's own object is applied as
+    deleted. A deletion stays a deletion whatever Stripe answers. ``row.last_event_at`` is moved
+    forward (unsaved).
     """
     data = webhook.data_object
     deletion = bury_if_deleted(webhook, data)
@@ -127,12 +134,15 @@ def incoming(
     how = decide(row, webhook)
     if how is Apply.SKIP:
         return None
-    if how is Apply.DATA and deletion:
-        return {**data, "deleted": True}
-    if how is Apply.DATA and not (stale and stale(data)):
-        return data
+    if how is Apply.DATA and (deletion or not (stale and stale(data))):
+        return Change(data, deletion)
     fresh = stripe_object(webhook, service, data["id"])
     namesake = data.get("created") is not None and fresh.get("created") not in (None, data["created"])
     if fresh.get("deleted") or namesake:
-        return {**data, "deleted": True}
-    return fresh
+        return Change(data, True)
+    return Change(fresh, deletion)
+
+
+def is_stub(data: dict[str, Any]) -> bool:
+    """Stripe's answer for a deleted object, ``{id, object, deleted}``: it says nothing else."""
+    return set(data) <= {"id", "object", "deleted"}
