@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 FailureKind = Literal[
@@ -105,6 +106,14 @@ class StripeWebhookRejected(AaStripeError):
 class StripeCouponAlreadyExists(AaStripeError):
     details = _("Coupon with this coupon_id and creation date already exists")
     kind = "already_exists"
+
+
+class StripeNotConfigured(AaStripeError, ImproperlyConfigured):
+    """``STRIPE_API_KEY`` is not set, so nothing can be asked of Stripe (``manage.py check`` says so
+    as ``aa_stripe.E001`` outside DEBUG). Also an ``ImproperlyConfigured``."""
+
+    details = _("STRIPE_API_KEY is not set: aa_stripe cannot call Stripe.")
+    kind = "stripe_error"
 
 
 class StripeAPIError(AaStripeError):

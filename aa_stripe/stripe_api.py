@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import stripe
-from django.core.exceptions import ImproperlyConfigured
 
 from aa_stripe import exceptions
 from aa_stripe.conf import stripe_settings
@@ -58,7 +57,7 @@ def get_client() -> stripe.StripeClient:
     """A client configured from the current settings (cached per configuration)."""
     api_key = stripe_settings.API_KEY
     if not api_key:
-        raise ImproperlyConfigured("STRIPE_API_KEY is not set: aa_stripe cannot call Stripe.")
+        raise exceptions.StripeNotConfigured()
     return _build_client(
         api_key,
         api_version(),

@@ -81,7 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", default="schema.graphql", help="file to write (default schema.graphql; - for stdout)"
     )
     options = parser.parse_args(argv)
-    write_schema(options.out, options.schema)
+    # A wrong settings module or --schema is the user's to fix: one line, not a traceback.
+    try:
+        setup_django()
+    except ImportError as err:
+        settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+        print(f"export_schema: cannot load DJANGO_SETTINGS_MODULE={settings_module}: {err}", file=sys.stderr)
+        return 1
+    try:
+        write_schema(options.out, options.schema)
+    except ImportError as err:
+        print(f"export_schema: cannot import --schema {options.schema}: {err}", file=sys.stderr)
+        return 1
     if options.out != "-":
         print(f"Wrote {options.schema} to {options.out}", file=sys.stderr)
     return 0

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connections, transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.http.request import HttpHeaders, RawPostDataException
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import method_decorator
@@ -243,6 +243,9 @@ class StripeGraphQLView(GraphQLView):
             return error.error.formatted
         if isinstance(error, HttpError) and isinstance(error.response, HttpResponseBadRequest):
             return {"message": error.message, "extensions": {"code": "BAD_REQUEST"}}
+        if isinstance(error, HttpError) and isinstance(error.response, HttpResponseNotAllowed):
+            # e.g. a mutation sent over GET: coded like every other error of this view
+            return {"message": error.message, "extensions": {"code": "METHOD_NOT_ALLOWED"}}
         return GraphQLView.format_error(error)
 
 

@@ -58,3 +58,12 @@ def test_from_the_shell_it_is_one_line_and_exit_code_1(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == f"CommandError: {MISSING_API_KEY}"
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@override_settings(STRIPE_API_KEY="")
+def test_options_that_only_read_the_database_need_no_key(fake_stripe):
+    out = StringIO()
+    call_command("charge_stripe", "--dry-run", stdout=out)
+    call_command("check_pending_webhooks", "--unhandled", stdout=out)
+    assert "0 would be charged" in out.getvalue() and "STRIPE_API_KEY" not in out.getvalue()
+    assert fake_stripe.proxy.calls() == []

@@ -22,10 +22,10 @@ from django.middleware.csrf import CsrfViewMiddleware, RejectRequest
 from django.test import Client, override_settings
 from graphql_relay import to_global_id
 
-from aa_stripe.models import StripeCustomer
+from aa_stripe.models import StripeCoupon, StripeCustomer
 from aa_stripe_graphql.queries import StripeQuery
 
-from .graphql_helpers import GRAPHQL_URL, make_plans, make_user, make_viewer
+from .graphql_helpers import GRAPHQL_URL, gql, make_plans, make_user, make_viewer, signed_in, staff
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = ROOT / "schema.graphql"
@@ -349,4 +349,51 @@ def test_export_uses_django_settings_module_when_set():
     command = [sys.executable, "-m", "aa_stripe_graphql.export_schema", "--out", "-"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "No module named 'no_such_settings_module_here'" in result.stderr
-    assert result.stdout == ""
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_export_of_a_schema_that_cannot_be_imported_is_one_line(tmp_path):
+    command = [sys.executable, "-m", "aa_stripe_graphql.export_schema", "--schema", "myproject.schema.schema"]
+    env = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("export_schema: cannot import --schema myproject.schema.schema: ")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "schema.graphql").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Without STRIPE_API_KEY (allowed in DEBUG)
+# ---------------------------------------------------------------------------------------------
+
+
+KEYLESS_COUPON = """mutation($input: CreateStripeCouponInput!) {
+  createStripeCoupon(input: $input) { errors { code message } coupon { id } }
+}"""
+
+
+@pytest.mark.django_db
+def test_a_mutation_without_an_api_key_answers_a_stripe_error_not_an_internal_one(fake_stripe, settings):
+    settings.STRIPE_API_KEY = ""
+    client = signed_in(staff("keyless", "add_stripecoupon"))
+    query = KEYLESS_COUPON
+
+    body = gql(client, query, {"input": {"couponId": "SALE", "duration": "ONCE", "percentOff": "10"}})
+
+    assert "errors" not in body
+    payload = body["data"]["createStripeCoupon"]
+    assert payload["coupon"] is None
+    assert [error["code"] for error in payload["errors"]] == ["STRIPE_API_ERROR"]
+    assert fake_stripe.proxy.calls() == [] and not StripeCoupon.objects.all_with_deleted().exists()
+
+
+@pytest.mark.django_db
+def test_a_mutation_over_get_is_refused_with_a_code(client):
+    response = client.get(GRAPHQL_URL, {"query": "mutation { __typename }"})
+
+    assert response.status_code == 405
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "METHOD_NOT_ALLOWED" and "POST" in error["message"]

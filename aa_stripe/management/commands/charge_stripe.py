@@ -60,6 +60,9 @@ class Command(StripeCommand):
         )
         parser.add_argument("--limit", type=positive_int, default=None, help="Handle at most this many rows.")
 
+    def needs_stripe(self, options: dict[str, Any]) -> bool:
+        return not options.get("dry_run")  # the dry run reads only this database
+
     def handle(self, *args: Any, dry_run: bool = False, limit: int | None = None, **options: Any) -> None:
         self.verbosity = int(options.get("verbosity", 1))
         self.invalid_listed = 0
