@@ -37,6 +37,11 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "WEBHOOK_DEFERRED_PARSING": ("STRIPE_WEBHOOK_DEFERRED_PARSING", False),
     # Optional: sent to Stripe as charge metadata "origin" when set.
     "PAYMENT_ORIGIN": ("PAYMENT_ORIGIN", None),
+    # Seconds a worker may take to send an operation before another may take it over; longer
+    # than the slowest call (timeout x retries, plus the 429 back-off).
+    "OPERATION_LEASE": ("STRIPE_OPERATION_LEASE", 300),
+    # reconcile_stripe_operations mails ADMINS about operations unresolved for longer (seconds).
+    "OPERATIONS_ALERT_AFTER": ("STRIPE_OPERATIONS_ALERT_AFTER", 3600),
 }
 
 

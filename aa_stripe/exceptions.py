@@ -72,6 +72,15 @@ class StripeMethodNotAllowed(AaStripeError):
     kind = "not_allowed"
 
 
+class StripeOperationInProgress(StripeMethodNotAllowed):
+    """Another write to Stripe for this object is in flight (another worker, request or host):
+    nothing was sent. Try again once it is finished (``reconcile_stripe_operations`` finishes
+    operations whose worker died)."""
+
+    details = _("Another Stripe operation for this object is in progress.")
+    kind = "not_allowed"
+
+
 class StripeNoActiveCustomer(StripeMethodNotAllowed):
     """The user has no active customer created at Stripe, so there is nothing to charge."""
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -400,6 +403,173 @@ def test_config_paths_are_not_recorded(fake_stripe):
 def test_settings_point_at_the_proxy(fake_stripe, settings):
     assert fake_stripe.url == settings.STRIPE_API_BASE
     assert settings.STRIPE_API_KEY == "sk_test_aa_stripe_tests"
+
+
+# --- hold, status_after, forget_keys ------------------------------------------------------------
+
+
+def test_hold_acts_stores_and_answers_nothing_until_the_client_hangs_up(
+    fake_stripe, make_client, client, customer
+):
+    proxy = fake_stripe.proxy
+    proxy.inject("hold", method="POST", path_prefix="/v1/charges")
+    impatient = make_client(timeout=2)
+
+    with ThreadPoolExecutor(1) as pool:
+        held_call = pool.submit(
+            impatient.v1.charges.create, params=charge_params(customer), options={"idempotency_key": "ch-h"}
+        )
+        [held] = proxy.wait_held()
+        assert (held.fault, held.replayed, held.status) == ("hold", False, 200)
+        assert proxy.held == [held]
+        [charge] = fake_stripe.get("/v1/charges")["data"]  # Stripe acted before the hold
+        # Other requests go on meanwhile; the same key replays the stored answer (no 409: not in flight).
+        assert client.v1.customers.retrieve(customer.id).id == customer.id
+        retried = client.v1.charges.create(
+            params=charge_params(customer), options={"idempotency_key": "ch-h"}
+        )
+        assert retried.id == charge["id"]
+        assert retried.last_response.headers["Idempotent-Replayed"] == "true"
+        assert isinstance(held_call.exception(timeout=10), stripe.APIConnectionError)  # its own timeout
+    proxy.wait_released(timeout=5)  # the client closed its connection and the proxy noticed
+
+    assert len(fake_stripe.get("/v1/charges")["data"]) == 1
+    calls = proxy.calls("POST", "/v1/charges")
+    assert [(c.fault, c.replayed, c.status) for c in calls] == [("hold", False, 200), (None, True, 200)]
+
+
+# A worker process that sends one request and waits for its answer as long as it takes.
+_WORKER = """
+import sys, requests
+url, key, api_key = sys.argv[1:]
+requests.post(url, data={"email": "w@example.com"}, headers={"Authorization": f"Bearer {api_key}",
+              "Idempotency-Key": key}, timeout=60)
+"""
+
+
+@pytest.mark.parametrize(("fault", "stripe_acted"), [("hold", True), ("hold_before", False)])
+def test_held_request_of_a_killed_process_is_released(fake_stripe, client, fault, stripe_acted):
+    proxy = fake_stripe.proxy
+    proxy.inject(fault, method="POST", path_prefix="/v1/customers")
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, f"{fake_stripe.url}/v1/customers", "w-1", fake_stripe.api_key],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        proxy.wait_held(timeout=20)
+    finally:
+        worker.kill()  # SIGKILL: no goodbye, the kernel closes its socket
+        worker.wait(timeout=10)
+    proxy.wait_released(timeout=5)
+
+    assert len(fake_stripe.get("/v1/customers")["data"]) == (1 if stripe_acted else 0)
+    again = client.v1.customers.create(params={"email": "w@example.com"}, options={"idempotency_key": "w-1"})
+    [customer] = fake_stripe.get("/v1/customers")["data"]
+    assert again.id == customer["id"]
+    assert [(c.fault, c.replayed, c.status) for c in proxy.calls()] == [
+        (fault, False, 200 if stripe_acted else None),
+        (None, stripe_acted, 200),  # a replay only if Stripe had acted
+    ]
+
+
+def test_reset_and_stop_release_held_requests_and_their_threads(fake_stripe):
+    headers = {"Authorization": f"Bearer {fake_stripe.api_key}"}
+    with FaultProxy(fake_stripe.direct_url) as proxy, ThreadPoolExecutor(1) as pool:
+        url = f"{proxy.url}/v1/customers"
+        proxy.inject("hold")
+        first = pool.submit(requests.post, url, headers=headers, timeout=30)
+        proxy.wait_held()
+        threads = list(proxy._server.connections.values())
+        proxy.reset()
+        assert isinstance(first.exception(timeout=5), requests.ConnectionError)
+        proxy.wait_released(timeout=0)  # reset() forgot it at once
+
+        proxy.inject("hold_before")
+        second = pool.submit(requests.post, url, headers=headers, timeout=30)
+        proxy.wait_held()
+        threads += proxy._server.connections.values()
+        started = time.monotonic()
+        proxy.stop()
+        assert time.monotonic() - started < 5
+        assert isinstance(second.exception(timeout=5), requests.ConnectionError)
+
+    for thread in threads:
+        thread.join(timeout=5)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(fake_stripe.get("/v1/customers")["data"]) == 1  # the hold acted, the hold_before did not
+
+
+def test_status_after_acts_then_fails_and_the_failure_is_replayed(fake_stripe, make_client):
+    proxy = fake_stripe.proxy
+    proxy.inject("status_after", method="POST", path_prefix="/v1/customers")
+
+    with pytest.raises(stripe.APIError) as excinfo:  # the SDK retries a 500 with the same key...
+        make_client(retries=1).v1.customers.create(
+            params={"email": "a@example.com"}, options={"idempotency_key": "c-1"}
+        )
+    assert excinfo.value.http_status == 500
+    assert excinfo.value.headers["Idempotent-Replayed"] == "true"  # ...and gets the saved 500 back
+    assert len(fake_stripe.get("/v1/customers")["data"]) == 1  # Stripe acted, once
+    assert [(c.fault, c.replayed, c.status) for c in proxy.calls()] == [
+        ("status_after", False, 500),
+        (None, True, 500),
+    ]
+
+    # Once the key expired, the same request acts again: a second customer.
+    assert proxy.forget_keys() == 1
+    created = make_client().v1.customers.create(
+        params={"email": "a@example.com"}, options={"idempotency_key": "c-1"}
+    )
+    assert "Idempotent-Replayed" not in created.last_response.headers
+    assert len(fake_stripe.get("/v1/customers")["data"]) == 2
+
+
+def test_status_after_options_and_requests_it_leaves_alone(fake_stripe, make_client, client):
+    proxy = fake_stripe.proxy
+    proxy.inject("status_after", status=503, should_retry=False)
+    with pytest.raises(stripe.APIError) as excinfo:
+        make_client(retries=2).v1.customers.create(options={"idempotency_key": "c-2"})
+    assert (excinfo.value.http_status, excinfo.value.headers["Stripe-Should-Retry"]) == (503, "false")
+
+    # A replay is not executed, so the fault does not touch it (it is still used up and recorded).
+    stored = client.v1.customers.create(options={"idempotency_key": "c-3"})
+    proxy.inject("status_after")
+    assert client.v1.customers.create(options={"idempotency_key": "c-3"}).id == stored.id
+
+    assert [(c.fault, c.replayed, c.status) for c in proxy.calls()] == [
+        ("status_after", False, 503),  # Stripe-Should-Retry: false, so no retry
+        (None, False, 200),
+        ("status_after", True, 200),
+    ]
+    assert len(fake_stripe.get("/v1/customers")["data"]) == 2
+    with pytest.raises(ValueError, match="5xx"):
+        proxy.inject("status_after", status=429)
+
+
+def test_forget_keys_executes_old_keys_afresh(fake_stripe, client):
+    proxy = fake_stripe.proxy
+    first = client.v1.customers.create(params={"email": "a@example.com"}, options={"idempotency_key": "k1"})
+    other = client.v1.customers.create(params={"email": "b@example.com"}, options={"idempotency_key": "k2"})
+
+    assert proxy.forget_keys("k1", "never-used") == 1
+    again = client.v1.customers.create(params={"email": "a@example.com"}, options={"idempotency_key": "k1"})
+    assert again.id != first.id
+    assert (
+        client.v1.customers.create(params={"email": "b@example.com"}, options={"idempotency_key": "k2"}).id
+        == other.id
+    )
+    assert proxy.forget_keys() == 2
+    # A forgotten key carries no parameters either: other ones are no idempotency error.
+    client.v1.customers.create(params={"email": "c@example.com"}, options={"idempotency_key": "k2"})
+
+    assert [(c.idempotency_key, c.replayed) for c in proxy.calls()] == [
+        ("k1", False),
+        ("k2", False),
+        ("k1", False),
+        ("k2", True),
+        ("k2", False),
+    ]
+    assert len(fake_stripe.get("/v1/customers")["data"]) == 4
 
 
 class _SlowUpstream(FaultProxy):

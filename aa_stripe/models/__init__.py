@@ -1,7 +1,9 @@
 """The library's models, one module per Stripe area, re-exported here (aa-stripe's import path)."""
 
+from aa_stripe.operations.record import StripeOperation
 from aa_stripe.signals import webhook_pre_parse
 
+from . import charge_operations  # noqa: F401 (registers the journal's charge and refund kinds)
 from .base import StripeBasicModel
 from .charges import StripeCharge, StripeRefund
 from .coupons import StripeCoupon, StripeCouponManager, StripeCouponQuerySet
@@ -18,6 +20,7 @@ __all__ = [
     "StripeCouponManager",
     "StripeCouponQuerySet",
     "StripeCustomer",
+    "StripeOperation",
     "StripeRefund",
     "StripeSubscription",
     "StripeSubscriptionPlan",

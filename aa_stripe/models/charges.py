@@ -4,7 +4,6 @@ import logging
 import uuid
 import warnings
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from django.contrib.contenttypes.fields import GenericForeignKey
@@ -15,18 +14,16 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from aa_stripe import stripe_api
 from aa_stripe.conf import default_currency, stripe_settings
 from aa_stripe.currencies import validate_currency
 from aa_stripe.exceptions import (
-    StripeAPIError,
     StripeCardError,
     StripeInternalError,
     StripeInvalidInput,
-    StripeInvalidRequestError,
     StripeMethodNotAllowed,
 )
-from aa_stripe.signals import stripe_charge_card_exception, stripe_charge_refunded, stripe_charge_succeeded
+from aa_stripe.operations import journal
+from aa_stripe.operations.record import StripeOperation
 from aa_stripe.validators import (
     clean_amount,
     require_valid,
@@ -41,10 +38,6 @@ from .base import USER_MODEL, StripeBasicModel, lock_for_update
 from .customers import StripeCustomer
 
 logger = logging.getLogger("aa_stripe")
-
-#: Stripe keeps idempotency keys at least this long; an unknown outcome older than this is
-#: looked up at Stripe (by the row's UUID in metadata) before a charge is sent again.
-IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
 
 
 class StripeCharge(StripeBasicModel):
@@ -122,11 +115,17 @@ class StripeCharge(StripeBasicModel):
     def charge(self, idempotency_key: str | None = None, payment_uuid: Any = None) -> dict[str, Any] | None:
         """Charge the user's customer; returns Stripe's charge, or None when the card was declined.
 
+        A durable operation of the journal (:mod:`aa_stripe.operations.journal`): the attempt is
+        planned and committed with its frozen parameters before Stripe is called, no row lock or
+        transaction is held during the call, and the outcome is committed after it.
+
         - Declined card: ``charge_attempt_failed`` is set, ``stripe_charge_card_exception`` is sent.
           Calling ``charge()`` again is a deliberate retry with a new idempotency key.
         - Network error, timeout, 5xx, 429: :class:`StripeInternalError` is raised and the row
-          stays retryable; the retry reuses the same idempotency key, so Stripe replays the
-          first charge instead of making a second one.
+          stays retryable; the retry re-sends the same request under the same key (after looking
+          the charge up at Stripe when the key may be gone or a 5xx would be replayed), so Stripe
+          never charges twice. ``reconcile_stripe_operations`` finishes it if nobody calls again.
+        - Another worker sending this charge right now: :class:`StripeOperationInProgress`.
         - Success: ``is_charged`` is set and ``stripe_charge_succeeded`` is sent.
         - An amount, currency or statement descriptor Stripe would refuse: :class:`StripeInvalidInput`
           is raised before any request, and the row is left as it was (not marked failed). Not
@@ -138,19 +137,45 @@ class StripeCharge(StripeBasicModel):
                 DeprecationWarning,
                 stacklevel=2,
             )
+        operation = self._plan_charge(payment_uuid)
+        outcome = journal.execute(operation, target=self)
+        if outcome.succeeded:
+            return outcome.result
+        if isinstance(outcome.error, StripeCardError):
+            return None
+        raise outcome.error or StripeInternalError()
+
+    def _plan_charge(self, payment_uuid: Any) -> StripeOperation:
+        """The operation that sends this charge: the unfinished one, or a new one (committed)."""
         using = router.db_for_write(type(self), instance=self)
         with transaction.atomic(using=using):
             lock_for_update(self)
+            if self.is_charged:
+                raise StripeMethodNotAllowed("Already charged.")
+            unfinished = StripeOperation.unresolved_for(self).filter(kind="charge").first()
+            if unfinished is not None:
+                if not unfinished.params:  # migrated from an older version: rebuilt, looked up first
+                    customer = StripeCustomer.get_customer_to_charge(self.user, preferred=self.customer)
+                    unfinished.params = journal.with_operation_id(
+                        self._charge_params(customer, payment_uuid), unfinished
+                    )
+                    unfinished.save(update_fields=["params", "updated"])
+                return unfinished
             customer = self.check_chargeable()
-            outcome, error, stripe_charge = self._charge_locked(customer, payment_uuid)
-            self.save()
-        if outcome == "declined":
-            stripe_charge_card_exception.send(sender=StripeCharge, instance=self, exception=error)
-            return None
-        if error is not None:
-            raise error
-        stripe_charge_succeeded.send(sender=StripeCharge, instance=self)
-        return stripe_charge
+            if self.charge_attempt_failed:
+                self.attempt += 1
+                self.charge_attempt_failed = False
+            self.customer = customer
+            self.attempt_started_at = timezone.now()
+            self.save(update_fields=["customer", "attempt", "charge_attempt_failed", "attempt_started_at"])
+            return journal.plan(
+                self,
+                kind="charge",
+                service="charges",
+                method="create",
+                params=self._charge_params(customer, payment_uuid),
+                key=self.idempotency_key,
+            )
 
     def check_chargeable(self) -> StripeCustomer:
         """Raise what ``charge()`` raises before sending anything; else the customer it would charge.
@@ -202,59 +227,6 @@ class StripeCharge(StripeBasicModel):
                 errors.append((field, err))
         return errors
 
-    def _charge_locked(
-        self, customer: StripeCustomer, payment_uuid: Any
-    ) -> tuple[str, StripeAPIError | None, dict[str, Any] | None]:
-        self.customer = customer
-        if self.charge_attempt_failed:
-            self.attempt += 1
-            self.charge_attempt_failed = False
-            self.attempt_started_at = None
-        try:
-            stripe_charge = self._find_charge_after_key_expiry() or self._create_at_stripe(payment_uuid)
-        except StripeCardError as err:
-            self.charge_attempt_failed = True
-            self.stripe_charge_id = (err.json_body.get("error") or {}).get("charge", "") or ""
-            self.stripe_response = err.json_body
-            return "declined", err, None
-        except StripeInternalError as err:
-            logger.warning("Stripe charge %s: outcome unknown, left for retry: %s", self.uuid, err.message)
-            self.stripe_response = err.json_body
-            return "retry", err, None
-        except StripeInvalidRequestError as err:
-            # Stripe refused the parameters: retrying the same request can never succeed.
-            self.charge_attempt_failed = True
-            self.stripe_response = err.json_body
-            return "failed", err, None
-        self.stripe_charge_id = stripe_charge["id"]
-        self.stripe_response = stripe_charge
-        self.is_charged = True
-        return "charged", None, stripe_charge
-
-    def _create_at_stripe(self, payment_uuid: Any) -> dict[str, Any]:
-        self.attempt_started_at = self.attempt_started_at or timezone.now()
-        return stripe_api.call(
-            "charges",
-            "create",
-            params=self._charge_params(self.customer, payment_uuid),
-            idempotency_key=self.idempotency_key,
-        )
-
-    def _find_charge_after_key_expiry(self) -> dict[str, Any] | None:
-        """After an unknown outcome older than Stripe's key lifetime, find the charge by UUID."""
-        started = self.attempt_started_at
-        if started is None or timezone.now() - started < IDEMPOTENCY_KEY_LIFETIME:
-            return None
-        for candidate in stripe_api.iterate(
-            "charges",
-            {"customer": self.customer.stripe_customer_id, "created": {"gt": int(started.timestamp()) - 1}},
-        ):
-            metadata = candidate.get("metadata") or {}
-            if metadata.get("charge_uuid") == str(self.uuid) and metadata.get("attempt") == str(self.attempt):
-                return candidate if candidate.get("status") != "failed" else None
-        self.attempt_started_at = None  # not found: the re-sent request starts a new key lifetime
-        return None
-
     def _charge_params(self, customer: StripeCustomer, payment_uuid: Any) -> dict[str, Any]:
         metadata = {
             "charge_uuid": str(self.uuid),
@@ -282,7 +254,9 @@ class StripeCharge(StripeBasicModel):
         Partial refunds add up and never exceed the charge; each one is a :class:`StripeRefund`
         row and sends ``stripe_charge_refunded``. The idempotency key names the amount refunded
         before and the amount, so retrying after a lost answer replays, while a second partial
-        refund of the same amount is a new refund.
+        refund of the same amount is a new refund. A durable operation of the journal, as
+        :meth:`charge` is: a refund Stripe refuses is kept as a refused :class:`StripeRefund`
+        (``failure_code``) and releases the charge, whose refunded amount is then read from Stripe.
 
         ``amount_to_refund`` must be a positive integer (``1.5`` raises :class:`StripeInvalidInput`,
         it is never truncated) and at most what is left (else :class:`StripeMethodNotAllowed`).
@@ -291,48 +265,62 @@ class StripeCharge(StripeBasicModel):
             if amount_to_refund is not None and amount_to_refund != amount:
                 raise ValueError("Pass either amount_to_refund or amount, not both.")
             amount_to_refund = amount
+        operation = self._plan_refund(amount_to_refund)
+        outcome = journal.execute(operation, target=self)
+        if outcome.succeeded and outcome.result is not None:
+            return outcome.result
+        raise outcome.error or StripeInternalError()
+
+    def _plan_refund(self, amount_to_refund: int | None) -> StripeOperation:
         using = router.db_for_write(type(self), instance=self)
         with transaction.atomic(using=using):
             lock_for_update(self)
             to_refund = self._validate_refund(amount_to_refund)
-            try:
-                stripe_refund = stripe_api.call(
-                    "refunds",
-                    "create",
-                    params={
-                        "charge": self.stripe_charge_id,
-                        "amount": to_refund,
-                        "metadata": {"charge_uuid": str(self.uuid)},
-                    },
-                    idempotency_key=f"refund:{self.uuid}:{self.amount_refunded}:{to_refund}",
-                )
-            except StripeInternalError as err:
-                # Outcome unknown: remember it, so that webhooks leave amount_refunded alone and
-                # the retry (same amount, same key) replays instead of refunding again.
-                self.pending_refund_amount = to_refund
-                self.save(update_fields=["pending_refund_amount", "updated"])
-                pending_error = err
-            else:
-                pending_error = None
-                self._record_refund(stripe_refund, to_refund)
-        if pending_error is not None:
-            raise pending_error
-        stripe_charge_refunded.send(sender=StripeCharge, instance=self)
-        return stripe_refund
+            unfinished = StripeOperation.unresolved_for(self).filter(kind="refund").first()
+            if unfinished is not None:
+                return unfinished  # the refund of pending_refund_amount: the same request again
+            self.pending_refund_amount = to_refund
+            self.save(update_fields=["pending_refund_amount", "updated"])
+            return journal.plan(
+                self,
+                kind="refund",
+                service="refunds",
+                method="create",
+                params={
+                    "charge": self.stripe_charge_id,
+                    "amount": to_refund,
+                    "metadata": {"charge_uuid": str(self.uuid)},
+                },
+                key=f"refund:{self.uuid}:{self.amount_refunded}:{to_refund}",
+            )
 
-    def _record_refund(self, stripe_refund: dict[str, Any], amount: int) -> None:
-        StripeRefund.objects.create(
-            charge=self,
-            amount=amount,
-            currency=self.currency,
-            stripe_refund_id=stripe_refund["id"],
-            stripe_response=stripe_refund,
-        )
-        self.amount_refunded += amount
-        self.is_refunded = self.amount_refunded >= (self.amount or 0)
-        self.stripe_refund_id = stripe_refund["id"]
-        self.pending_refund_amount = None
-        self.save()
+    def apply_stripe_refunds(
+        self, refunds: list[dict[str, Any]], amount_refunded: int | None = None, refunded: bool = False
+    ) -> bool:
+        """Take what Stripe says was refunded (unsaved; new :class:`StripeRefund` rows for the listed
+        refunds not known here); True when the refunded amount grew.
+
+        ``amount_refunded`` is the charge's own total (a charge object); without it, the listed
+        refunds are added up. Failed and canceled refunds do not count.
+        """
+        known = set(self.refunds.exclude(stripe_refund_id=None).values_list("stripe_refund_id", flat=True))
+        counted = [r for r in refunds if r.get("id") and r.get("status") not in ("failed", "canceled")]
+        total = sum(r.get("amount") or 0 for r in counted) if amount_refunded is None else amount_refunded
+        if total <= self.amount_refunded:
+            return False
+        for refund in sorted(counted, key=lambda r: r.get("created") or 0):
+            if refund["id"] not in known:
+                StripeRefund.objects.create(
+                    charge=self,
+                    amount=refund.get("amount") or 0,
+                    currency=refund.get("currency") or self.currency,
+                    stripe_refund_id=refund["id"],
+                    stripe_response=refund,
+                )
+                self.stripe_refund_id = refund["id"]  # the latest, as refund() keeps it
+        self.amount_refunded = total
+        self.is_refunded = refunded or total >= (self.amount or 0)
+        return True
 
     def _validate_refund(self, amount_to_refund: int | None) -> int:
         if not self.is_charged:
@@ -363,10 +351,15 @@ class StripeRefund(StripeBasicModel):
     charge = models.ForeignKey(StripeCharge, on_delete=models.CASCADE, related_name="refunds")
     amount = models.BigIntegerField(help_text=_("In the currency's minor unit."))
     currency = models.CharField(max_length=3, validators=[validate_currency])
-    stripe_refund_id = models.CharField(max_length=255, unique=True)
+    # null: a refund Stripe refused (failure_code says why); Stripe made nothing.
+    stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    failure_code = models.CharField(
+        max_length=255, blank=True, help_text=_("Why Stripe refused this refund; empty when it was made.")
+    )
 
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"{self.stripe_refund_id}: {self.amount} {self.currency.upper()}"
+        made = self.stripe_refund_id or f"refused ({self.failure_code})"
+        return f"{made}: {self.amount} {self.currency.upper()}"

@@ -20,11 +20,11 @@ from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
-    StripeRefund,
     StripeSubscription,
     StripeWebhook,
 )
 from aa_stripe.models.base import timestamp_to_datetime
+from aa_stripe.models.charge_operations import close_charge_operations
 from aa_stripe.models.webhooks import register_webhook_handler
 from aa_stripe.signals import (
     stripe_charge_card_exception,
@@ -196,10 +196,12 @@ def _apply_outcome(charge: StripeCharge, data: dict[str, Any]) -> list[Callable[
     if data.get("status") == "succeeded":
         charge.is_charged, charge.charge_attempt_failed = True, False
         charge.stripe_charge_id, charge.stripe_response = data["id"], data
+        close_charge_operations(charge, data)
         return [lambda: stripe_charge_succeeded.send(sender=StripeCharge, instance=charge)]
     if data.get("status") == "failed" and not charge.charge_attempt_failed:
         charge.charge_attempt_failed = True
         charge.stripe_charge_id, charge.stripe_response = data["id"], data
+        close_charge_operations(charge, data)
         error = StripeCardError(
             data.get("failure_message"),
             code=data.get("failure_code"),
@@ -217,33 +219,10 @@ def _apply_refunds(charge: StripeCharge, data: dict[str, Any]) -> bool:
         # refund() is waiting to confirm a refund whose answer was lost: its retry owns the amount.
         return False
     refunded = data.get("amount_refunded")
-    if refunded is None or refunded <= charge.amount_refunded:
+    if refunded is None:
         return False
-    _record_listed_refunds(charge, data)
-    charge.amount_refunded = refunded
-    charge.is_refunded = bool(data.get("refunded")) or refunded >= (charge.amount or 0)
-    return True
-
-
-def _record_listed_refunds(charge: StripeCharge, data: dict[str, Any]) -> None:
-    """StripeRefund rows for the refunds an (expanded) charge lists; the current API omits them."""
-    known = set(charge.refunds.values_list("stripe_refund_id", flat=True))
-    listed = [
-        refund
-        for refund in ((data.get("refunds") or {}).get("data")) or []
-        # failed or canceled refunds are not part of amount_refunded
-        if refund.get("id") and refund.get("status") not in ("failed", "canceled")
-    ]
-    for refund in sorted(listed, key=lambda r: r.get("created") or 0):
-        if refund["id"] not in known:
-            StripeRefund.objects.create(
-                charge=charge,
-                amount=refund.get("amount") or 0,
-                currency=refund.get("currency") or charge.currency,
-                stripe_refund_id=refund["id"],
-                stripe_response=refund,
-            )
-            charge.stripe_refund_id = refund["id"]  # the latest, as refund() keeps it
+    listed = ((data.get("refunds") or {}).get("data")) or []  # the current API omits them
+    return charge.apply_stripe_refunds(listed, refunded, bool(data.get("refunded")))
 
 
 @register_webhook_handler("charge.dispute.*")

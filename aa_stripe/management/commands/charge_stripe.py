@@ -7,7 +7,6 @@ from collections import Counter
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import router, transaction
 from django.db.models import QuerySet
 
 from aa_stripe.exceptions import (
@@ -15,6 +14,7 @@ from aa_stripe.exceptions import (
     StripeInternalError,
     StripeInvalidInput,
     StripeMethodNotAllowed,
+    StripeOperationInProgress,
 )
 from aa_stripe.management.base import StripeCommand
 from aa_stripe.models import StripeCharge
@@ -44,9 +44,10 @@ def positive_int(value: str) -> int:
 class Command(StripeCommand):
     help = (
         "Charge every StripeCharge that is not charged, not failed and not manual, oldest first. "
-        "Each row is claimed with SELECT ... FOR UPDATE SKIP LOCKED in a transaction of its own that "
-        "commits its outcome at once, so runs on several hosts share the work and never charge a row "
-        "twice. Declined cards are counted, not retried; a network or Stripe server error leaves the "
+        "Each charge is an operation of the journal: planned and committed before Stripe is called, "
+        "claimed by one run only (another run skips it), its outcome committed at once, no "
+        "transaction open during the call; runs on several hosts never charge a row twice. Declined "
+        "cards are counted, not retried; a network or Stripe server error leaves the "
         "row for the next run (same idempotency key). Rows whose amount, currency or statement "
         "descriptor Stripe would refuse are listed, never sent (correct them or mark them manual). "
         "Exits non-zero when any row was left for retry, failed or has invalid input."
@@ -83,7 +84,7 @@ class Command(StripeCommand):
             f"{counts['retry']} left for retry, {counts['error']} errors"
         )
         if counts["skipped"]:
-            summary += f", {counts['skipped']} charged meanwhile by another run"
+            summary += f", {counts['skipped']} charged meanwhile by another run or in progress there"
         if counts["invalid"]:
             summary += f", {counts['invalid']} not sent (invalid input)"
         if counts["retry"] or counts["error"] or counts["invalid"]:
@@ -92,22 +93,20 @@ class Command(StripeCommand):
             self.stdout.write(summary)
 
     def _claim_and_charge(self, last_pk: int) -> tuple[int, str] | None:
-        """Claim the next pending row nobody else holds, charge it, commit; (pk, outcome) or None.
+        """Charge the next pending row; (pk, outcome) or None when none is left.
 
-        The claim's row lock is held until the outcome is committed, so another run skips the row
-        instead of waiting for it. Receivers of the charge signals run inside this transaction.
+        No transaction is held here: ``charge()`` plans, claims (the journal's conditional UPDATE:
+        one run wins a row, another run is told it is in progress) and records in short
+        transactions of its own, none open while Stripe is called. Signals are sent after commit.
         """
-        failure: Exception | None = None
-        with transaction.atomic(using=router.db_for_write(StripeCharge)):
-            charge = queue().filter(pk__gt=last_pk).select_for_update(skip_locked=True).first()
-            if charge is None:
-                return None
-            try:
-                outcome = self._charge_one(charge)
-            except Exception as err:  # a signal receiver or the database failed: carry on with the rest
-                failure, outcome = err, "error"
-        if failure is not None:
-            self._report_crash(charge, failure)
+        charge = queue().filter(pk__gt=last_pk).first()
+        if charge is None:
+            return None
+        try:
+            outcome = self._charge_one(charge)
+        except Exception as err:  # a signal receiver or the database failed: carry on with the rest
+            self._report_crash(charge, err)
+            outcome = "error"
         return charge.pk, outcome
 
     def _charge_one(self, charge: StripeCharge) -> str:
@@ -120,6 +119,8 @@ class Command(StripeCommand):
         except StripeInvalidInput:
             self._list_invalid(charge)
             return "invalid"
+        except StripeOperationInProgress:
+            return "skipped"  # another run is sending it right now
         except StripeMethodNotAllowed as err:
             if charge.is_charged:  # charged by another run between our query and our lock
                 return "skipped"
@@ -176,16 +177,9 @@ class Command(StripeCommand):
         self.stdout.write(summary)
 
     def _report_crash(self, charge: StripeCharge, err: Exception) -> None:
-        """Report an unexpected error; keep a Stripe outcome the rolled-back transaction lost."""
-        label = self._label(charge)
-        recorded = charge.is_charged or charge.charge_attempt_failed
-        if recorded and queue().filter(pk=charge.pk).exists():
-            try:
-                charge.save()  # Stripe acted: record it now, not only through the key's replay
-            except Exception as save_err:
-                self.stderr.write(f"{label}: could not record Stripe's outcome: {save_err}")
+        """Report an unexpected error (the outcome Stripe gave is committed before any receiver runs)."""
         what = f"charged {charge.stripe_charge_id}, then " if charge.is_charged else ""
-        self.stderr.write(f"{label}: {what}{type(err).__name__}: {err}")
+        self.stderr.write(f"{self._label(charge)}: {what}{type(err).__name__}: {err}")
 
     def _list_invalid(self, charge: StripeCharge) -> None:
         """List a row left alone for invalid input (the first ``INVALID_ROWS_LISTED`` of a run)."""

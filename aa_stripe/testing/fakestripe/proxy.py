@@ -6,18 +6,28 @@ play "Stripe acted but we never heard" and check that retries are safe.
 Order of events for one API request:
 
 1. record it (``FaultProxy.requests``);
-2. take the first queued fault matching (method, path prefix): ``drop_before`` closes the connection,
-   ``status`` answers an error, ``delay`` sleeps and carries on; none of them forwards or caches;
+2. take the first queued fault matching (method, path prefix). Faults in front of the API, which
+   neither forward nor store anything: ``drop_before`` closes the connection, ``status`` answers an
+   error, ``hold_before`` keeps the client waiting unanswered (see 6); ``delay`` sleeps and carries on;
 3. idempotency (POST with ``Idempotency-Key`` only, as at Stripe): a stored answer with the same
    fingerprint is replayed with ``Idempotent-Replayed: true``; different parameters get a 400
    ``idempotency_error``; a key whose first request is still in flight gets a 409
    ``idempotency_error`` / ``idempotency_key_in_use``, as Stripe answers (the SDK retries 409s);
 4. forward to localstripe; store 2xx and 402 answers under the key. Stripe saves results only once
    the endpoint started executing, not for validation failures (our 400/404), conflicts (409), rate
-   limits (429) or 5xx here (those stand for failures in front of the API);
-5. ``drop_after`` closes the connection instead of answering: Stripe acted, the client never heard.
+   limits (429) or 5xx here (those stand for failures in front of the API). ``status_after`` is the
+   exception: Stripe acted, then failed; its 5xx replaces the answer and is stored like one ("the
+   result, including 500 errors, is saved"), so a retry with the key replays the 5xx. A request that
+   is replayed or refused in 3 is not executed, and answers as usual whatever its fault;
+5. ``drop_after`` closes the connection instead of answering: Stripe acted, the client never heard;
+6. ``hold`` keeps the client waiting instead: Stripe acted and the answer is stored, but nothing is
+   sent until the client hangs up (its timeout, its process killed) or ``reset()``/``stop()``
+   releases it; then the connection is closed. Other requests go on meanwhile (one thread each).
+   ``wait_held()``/``wait_released()`` let a test kill a worker exactly while it waits.
 
-``/_config/...`` and ``/js.stripe.com/...`` are forwarded untouched and never recorded.
+``forget_keys()`` drops stored answers, as Stripe does after 24 hours: the next request with an old
+key is executed afresh. ``/_config/...`` and ``/js.stripe.com/...`` are forwarded untouched and never
+recorded.
 """
 
 from __future__ import annotations
@@ -25,16 +35,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import json
 import socket
-import sys
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-FAULTS = frozenset({"drop_before", "drop_after", "delay", "status"})
+from aa_stripe.testing.fakestripe._http import Answer, ProxyHandler, ProxyServer, stripe_error
+
+FAULTS = frozenset({"drop_before", "drop_after", "delay", "status", "status_after", "hold", "hold_before"})
 _UNTOUCHED_PREFIXES = ("/_config/", "/js.stripe.com/")
 # Hop-by-hop headers, plus those http.client / BaseHTTPRequestHandler write themselves.
 _NOT_FORWARDED = frozenset(
@@ -52,7 +61,8 @@ class RecordedRequest:
     query: dict[str, str]
     params: dict[str, str]  # form body, flat as sent ("metadata[a]": "1"); last value wins on repeats
     idempotency_key: str | None
-    status: int | None = None  # what Stripe (or the injected fault) answered; None if nothing did
+    # What Stripe (or the injected fault) answered, sent or not (drop_after, hold); None if nothing did.
+    status: int | None = None
     replayed: bool = False
     fault: str | None = None
     stripe_version: str | None = None  # the Stripe-Version header the client sent
@@ -88,84 +98,8 @@ class _Generation:
     requests: list[RecordedRequest] = field(default_factory=list)
     stored: dict[str, _Stored] = field(default_factory=dict)
     in_flight: set[str] = field(default_factory=set)
+    held: dict[socket.socket, RecordedRequest] = field(default_factory=dict)
     cancelled: threading.Event = field(default_factory=threading.Event)
-
-
-def _stripe_error(status: int, type_: str, message: str, **extra: Any) -> tuple[int, list, bytes]:
-    body = json.dumps({"error": {"type": type_, "message": message, **extra}}).encode()
-    return status, [("Content-Type", "application/json")], body
-
-
-class _Server(ThreadingHTTPServer):
-    """Tracks each connection's thread from the moment it is accepted, so stop() can close and join
-    every one of them (socketserver only joins non-daemon threads, and only once they end)."""
-
-    daemon_threads = True
-    block_on_close = False
-    proxy: FaultProxy
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self.process_request_thread, args=(request, client_address), daemon=True
-        )
-        with self.proxy._lock:
-            self.proxy._connections[request] = thread
-        thread.start()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)  # closes the socket at the end
-        finally:
-            with self.proxy._lock:
-                self.proxy._connections.pop(request, None)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that went away (its timeout, our own drops) is business as usual here.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like the SDK's pooled connections to Stripe
-    timeout = 60  # an idle keep-alive connection frees its thread eventually
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet; the recorded requests are the log
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0], 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return b"".join(chunks)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _handle(self) -> None:
-        body = self._read_body()
-        self.server.proxy._serve(self, body)
-
-    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_OPTIONS = _handle
-
-    def send_answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        try:
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True  # the client gave up (e.g. its timeout fired during a delay)
-
-    def drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
 
 
 class FaultProxy:
@@ -178,9 +112,9 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self._upstream_addr = (parts.hostname, parts.port or 80)
         self._lock = threading.Lock()
+        self._held_changed = threading.Condition(self._lock)
         self._gen = _Generation()
-        self._connections: dict[socket.socket, threading.Thread] = {}
-        self._server: _Server | None = None
+        self._server: ProxyServer | None = None
         self._serve_thread: threading.Thread | None = None
         self.url = ""
 
@@ -188,8 +122,7 @@ class FaultProxy:
     def start(self) -> FaultProxy:
         if self._server is not None:
             raise RuntimeError("FaultProxy already started")
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.proxy = self
+        self._server = ProxyServer(self._serve)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._serve_thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FaultProxy", daemon=True
@@ -198,17 +131,19 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        """Stop serving; close every connection (held ones too) and join their threads."""
         if self._server is None:
             return
         self._server.shutdown()  # stops accepting; returns once serve_forever has exited
         assert self._serve_thread is not None
         self._serve_thread.join()
         with self._lock:
-            self._gen.cancelled.set()  # wake requests sleeping in a "delay" fault
-            connections = dict(self._connections)
+            self._gen.cancelled.set()  # wake requests sleeping in a "delay" fault, release held ones
+        with self._server.lock:
+            connections = dict(self._server.connections)
         for conn in connections:
             with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)  # idle keep-alive threads wake up and finish
+                conn.shutdown(socket.SHUT_RDWR)  # idle keep-alive and held threads wake up and finish
         for thread in connections.values():
             thread.join(timeout=UPSTREAM_TIMEOUT + 5)
         self._server.server_close()
@@ -221,13 +156,17 @@ class FaultProxy:
         self.stop()
 
     def reset(self) -> None:
-        """Forget faults, recorded requests and stored idempotent answers.
+        """Forget faults, recorded requests and stored idempotent answers; release held requests.
 
         A request still sleeping in a "delay" fault from before is woken and dropped without reaching
         the fake, so it cannot create objects in the next test."""
         with self._lock:
-            self._gen.cancelled.set()
-            self._gen = _Generation()
+            old, self._gen = self._gen, _Generation()
+            old.cancelled.set()
+            for conn in old.held:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes the held thread now, not at its next poll
+            self._held_changed.notify_all()
 
     # --- test API --------------------------------------------------------------------------------
     def inject(
@@ -241,17 +180,29 @@ class FaultProxy:
     ) -> None:
         """Queue a fault for the next ``times`` requests matching method and path prefix.
 
-        Options: ``delay`` needs ``seconds``; ``status`` takes ``status`` (default 500), ``retry_after``
-        (seconds, 429 defaults to 1), ``should_retry`` (bool, sets ``Stripe-Should-Retry``),
-        ``message``."""
+        Options: ``delay`` needs ``seconds``; ``status`` and ``status_after`` take ``status``
+        (default 500; a 5xx for ``status_after``), ``retry_after`` (seconds, 429 defaults to 1),
+        ``should_retry`` (bool, sets ``Stripe-Should-Retry``), ``message``. ``hold`` and
+        ``hold_before`` take none."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
         if fault == "delay" and "seconds" not in options:
             raise ValueError("the delay fault needs seconds=")
+        if fault == "status_after" and not 500 <= int(options.get("status", 500)) <= 599:
+            raise ValueError("status_after stands for Stripe failing after it acted: status must be 5xx")
         if times < 1:
             raise ValueError("times must be >= 1")
         with self._lock:
             self._gen.faults.append(_Fault(fault, method and method.upper(), path_prefix, times, options))
+
+    def forget_keys(self, *keys: str) -> int:
+        """Drop the stored answers of ``keys`` (all when none given), as Stripe does after 24 hours.
+
+        Returns how many were dropped. A request with a forgotten key is executed afresh."""
+        with self._lock:
+            stored = self._gen.stored
+            dropped = [key for key in (keys or list(stored)) if stored.pop(key, None) is not None]
+        return len(dropped)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -266,8 +217,29 @@ class FaultProxy:
             and (path_prefix is None or r.path.startswith(path_prefix))
         ]
 
+    @property
+    def held(self) -> list[RecordedRequest]:
+        """The requests being held by ``hold``/``hold_before`` right now, oldest first."""
+        with self._lock:
+            return list(self._gen.held.values())
+
+    def wait_held(self, count: int = 1, timeout: float = 10.0) -> list[RecordedRequest]:
+        """Block until at least ``count`` requests are held; return them (TimeoutError after ``timeout``).
+
+        With ``hold`` Stripe has acted and the answer is stored by then."""
+        with self._held_changed:
+            if not self._held_changed.wait_for(lambda: len(self._gen.held) >= count, timeout):
+                raise TimeoutError(f"{len(self._gen.held)} request(s) held after {timeout}s, wanted {count}")
+            return list(self._gen.held.values())
+
+    def wait_released(self, timeout: float = 10.0) -> None:
+        """Block until no request is held (their clients hung up, or reset()); TimeoutError otherwise."""
+        with self._held_changed:
+            if not self._held_changed.wait_for(lambda: not self._gen.held, timeout):
+                raise TimeoutError(f"{len(self._gen.held)} request(s) still held after {timeout}s")
+
     # --- request handling --------------------------------------------------------------------------
-    def _serve(self, handler: _Handler, body: bytes) -> None:
+    def _serve(self, handler: ProxyHandler, body: bytes) -> None:
         parts = urlsplit(handler.path)
         if parts.path.startswith(_UNTOUCHED_PREFIXES):
             handler.send_answer(*self._forward(handler, body))
@@ -292,41 +264,67 @@ class FaultProxy:
                 fault.times -= 1
                 if fault.times == 0:
                     gen.faults.remove(fault)
+        kind = fault.kind if fault is not None else None
 
-        if fault is not None and fault.kind == "drop_before":
+        if kind == "drop_before":
             handler.drop()
             return
-        if fault is not None and fault.kind == "status":
+        if kind == "status":
             answer = self._fault_answer(fault.options)
             record.status = answer[0]
             handler.send_answer(*answer)
             return
-        delayed = fault is not None and fault.kind == "delay"
-        if delayed and gen.cancelled.wait(float(fault.options["seconds"])):
+        if kind == "hold_before":
+            self._hold(gen, handler, record)
+            return
+        if kind == "delay" and gen.cancelled.wait(float(fault.options["seconds"])):
             handler.drop()  # reset()/stop() happened meanwhile: never reach the fake
             return
 
-        answer = self._idempotent(gen, handler, record, key, body)
+        failure = self._fault_answer(fault.options) if kind == "status_after" else None
+        answer = self._idempotent(gen, handler, record, key, body, failure)
         if answer is None:
             handler.drop()
             return
         record.status = answer[0]
-        if fault is not None and fault.kind == "drop_after":
+        if kind == "drop_after":
             handler.drop()
+        elif kind == "hold":
+            self._hold(gen, handler, record)
         else:
             handler.send_answer(*answer)
 
+    def _hold(self, gen: _Generation, handler: ProxyHandler, record: RecordedRequest) -> None:
+        # Registered and checked under one lock with reset(), so a reset either sees this connection
+        # (and shuts it down) or has already set `cancelled`, which the wait sees at once.
+        with self._held_changed:
+            gen.held[handler.connection] = record
+            self._held_changed.notify_all()
+        try:
+            handler.wait_for_hangup(gen.cancelled)
+        finally:
+            with self._held_changed:
+                gen.held.pop(handler.connection, None)
+                self._held_changed.notify_all()
+
     def _idempotent(
-        self, gen: _Generation, handler: _Handler, record: RecordedRequest, key: str | None, body: bytes
-    ) -> tuple[int, list, bytes] | None:
+        self,
+        gen: _Generation,
+        handler: ProxyHandler,
+        record: RecordedRequest,
+        key: str | None,
+        body: bytes,
+        failure: Answer | None,
+    ) -> Answer | None:
         if key is None:
-            return self._forward(handler, body)
+            forwarded = self._forward(handler, body)
+            return failure or forwarded
         pairs = sorted(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         fingerprint = hashlib.sha256(repr((record.method, record.path, pairs)).encode()).hexdigest()
         with self._lock:
             stored = gen.stored.get(key)
             if stored is None and key in gen.in_flight:
-                return _stripe_error(
+                return stripe_error(
                     409,
                     "idempotency_error",
                     "There is currently another in-progress request using this Idempotent Key (that "
@@ -338,7 +336,7 @@ class FaultProxy:
                 gen.in_flight.add(key)
         if stored is not None:
             if stored.fingerprint != fingerprint:
-                return _stripe_error(
+                return stripe_error(
                     400,
                     "idempotency_error",
                     "Keys for idempotent requests can only be used with the same parameters they were "
@@ -350,8 +348,9 @@ class FaultProxy:
         try:
             if gen.cancelled.is_set():
                 return None
-            answer = self._forward(handler, body)
-            if _CACHEABLE(answer[0]):
+            forwarded = self._forward(handler, body)
+            answer = failure or forwarded  # status_after: Stripe acted, then failed; the failure is saved
+            if failure is not None or _CACHEABLE(answer[0]):
                 with self._lock:
                     gen.stored[key] = _Stored(fingerprint, *answer)
             return answer
@@ -360,17 +359,17 @@ class FaultProxy:
                 gen.in_flight.discard(key)
 
     @staticmethod
-    def _fault_answer(options: dict[str, Any]) -> tuple[int, list, bytes]:
+    def _fault_answer(options: dict[str, Any]) -> Answer:
         status = int(options.get("status", 500))
         if status == 429:
-            answer = _stripe_error(
+            answer = stripe_error(
                 429,
                 "rate_limit_error",
                 options.get("message", "Too many requests hit the API too quickly (injected)."),
                 code="rate_limit",
             )
         else:
-            answer = _stripe_error(
+            answer = stripe_error(
                 status, "api_error", options.get("message", f"Injected {status} from FaultProxy.")
             )
         headers = answer[1]
@@ -381,7 +380,7 @@ class FaultProxy:
             headers.append(("Stripe-Should-Retry", "true" if options["should_retry"] else "false"))
         return answer
 
-    def _forward(self, handler: _Handler, body: bytes) -> tuple[int, list, bytes]:
+    def _forward(self, handler: ProxyHandler, body: bytes) -> Answer:
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _NOT_FORWARDED}
         headers["Content-Length"] = str(len(body))
         conn = http.client.HTTPConnection(*self._upstream_addr, timeout=UPSTREAM_TIMEOUT)
@@ -392,6 +391,6 @@ class FaultProxy:
             out = [(k, v) for k, v in response.getheaders() if k.lower() not in _NOT_FORWARDED]
             return response.status, out, data
         except OSError as exc:
-            return _stripe_error(502, "api_error", f"FaultProxy could not reach the fake: {exc}")
+            return stripe_error(502, "api_error", f"FaultProxy could not reach the fake: {exc}")
         finally:
             conn.close()

@@ -1,0 +1,245 @@
+"""Plan -> claim -> send -> record: the one way a write to Stripe happens.
+
+Each step is its own short transaction and none is open while Stripe is called:
+
+- **plan** (the caller, under its target's row lock): validate, write the operation with its
+  frozen ``params`` and idempotency ``key``, commit. The operation's uuid goes to Stripe in
+  ``metadata[operation]``, so it can be found there later.
+- **claim**: one conditional UPDATE to ``sending`` with a lease; whoever loses is told the
+  operation is in progress (:class:`StripeOperationInProgress`), never sends.
+- **send**: the same key and the same params, every time. Before re-sending an operation whose
+  key Stripe may have forgotten (24 h) or whose 5xx Stripe would replay, the outcome is looked up
+  at Stripe (list filters, never the Search API): found -> recorded, never sent twice; not found
+  -> sent under a new key, recorded on the operation.
+- **record** (the kind's recorder): apply the outcome to the target row and the operation in one
+  transaction; signals after it commits.
+
+Leases and the 24-hour limit are measured on Django's clock (``timezone.now()``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from aa_stripe import stripe_api
+from aa_stripe.conf import stripe_settings
+from aa_stripe.exceptions import (
+    AaStripeError,
+    StripeAPIError,
+    StripeCardError,
+    StripeIdempotencyError,
+    StripeInternalError,
+    StripeInvalidRequestError,
+    StripeOperationInProgress,
+)
+
+from .record import StripeOperation
+
+logger = logging.getLogger("aa_stripe")
+
+#: Stripe keeps idempotency keys at least this long; an operation first sent longer ago is looked
+#: up at Stripe before it is sent again.
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
+
+
+class Outcome(NamedTuple):
+    """How one send (or lookup) ended: ``state`` is succeeded, refused or unknown."""
+
+    state: str
+    result: dict[str, Any] | None = None
+    error: AaStripeError | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == StripeOperation.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the journal needs to know of one kind of operation (``charge``, ``refund``, ...).
+
+    ``lookup(op)`` finds the operation's outcome at Stripe (None: not there); ``record(op,
+    outcome, target)`` applies it to the target row and finishes the operation (see
+    :func:`finish`), sending its signals after commit; ``target`` is the caller's instance, or
+    None (the recorder loads it).
+    """
+
+    lookup: Callable[[StripeOperation], Outcome | None]
+    record: Callable[[StripeOperation, Outcome, Any], None]
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register(kind: str, lookup: Callable[..., Outcome | None], record: Callable[..., None]) -> None:
+    KINDS[kind] = Kind(lookup=lookup, record=record)
+
+
+def lease() -> timedelta:
+    return timedelta(seconds=float(stripe_settings.OPERATION_LEASE))
+
+
+def plan(
+    target: Any,
+    *,
+    kind: str,
+    service: str,
+    method: str,
+    params: dict[str, Any],
+    key: str,
+    ids: tuple[str, ...] = (),
+) -> StripeOperation:
+    """Write a new operation for ``target`` (inside the caller's short transaction)."""
+    operation = StripeOperation(
+        kind=kind, target=target, service=service, method=method, ids=list(ids), key=key
+    )
+    operation.params = with_operation_id(params, operation)
+    operation.save(force_insert=True)
+    return operation
+
+
+def with_operation_id(params: dict[str, Any], operation: StripeOperation) -> dict[str, Any]:
+    """``params`` with the operation's uuid in ``metadata[operation]``."""
+    metadata = {**(params.get("metadata") or {}), "operation": str(operation.uuid)}
+    return {**params, "metadata": metadata}
+
+
+def claim(operation: StripeOperation) -> None:
+    """Take the operation for sending, or raise :class:`StripeOperationInProgress`.
+
+    One conditional UPDATE: planned and unknown operations, and those whose lease ran out (a
+    killed worker), can be taken; exactly one caller wins.
+    """
+    now = timezone.now()
+    claimable = Q(state__in=[StripeOperation.PLANNED, StripeOperation.UNKNOWN]) | Q(
+        state=StripeOperation.SENDING, lease_until__lt=now
+    )
+    taken = (
+        StripeOperation.objects.filter(pk=operation.pk)
+        .filter(claimable)
+        .update(
+            state=StripeOperation.SENDING,
+            lease_until=now + lease(),
+            attempts=F("attempts") + 1,
+            first_sent_at=Coalesce("first_sent_at", now),
+            last_sent_at=now,
+            updated=now,
+        )
+    )
+    if not taken:
+        raise StripeOperationInProgress()
+    operation.state = StripeOperation.SENDING
+    operation.attempts += 1
+    operation.first_sent_at = operation.first_sent_at or now
+    operation.last_sent_at = now
+
+
+def lookup_due(operation: StripeOperation) -> bool:
+    """Whether Stripe must be asked before sending: a replayed 5xx, a migrated or flagged
+    operation, or a key Stripe may have forgotten."""
+    if operation.needs_lookup:
+        return True
+    first = operation.first_sent_at
+    return operation.attempts > 1 and first is not None and timezone.now() - first >= IDEMPOTENCY_KEY_LIFETIME
+
+
+def send(operation: StripeOperation) -> Outcome:
+    """Send the claimed operation (after a lookup when due). No transaction may be open."""
+    if lookup_due(operation):
+        found = KINDS[operation.kind].lookup(operation)
+        if found is not None:
+            return found
+        _renew_key(operation)
+    try:
+        result = stripe_api.call(
+            operation.service,
+            operation.method,
+            *operation.ids,
+            params=operation.params,
+            idempotency_key=operation.key,
+        )
+    except (StripeCardError, StripeInvalidRequestError) as err:
+        return Outcome(StripeOperation.REFUSED, err.json_body, err)
+    except StripeIdempotencyError as err:
+        # Our key was used with other parameters: a bug in us. Never re-send under a new key; the
+        # operation waits for a lookup (reconcile_stripe_operations) and a person.
+        logger.error(
+            "Stripe operation %s: idempotency error, left unresolved: %s", operation.key, err.message
+        )
+        operation.needs_lookup = True
+        return Outcome(StripeOperation.UNKNOWN, err.json_body, err)
+    except StripeInternalError as err:
+        # Stripe replays a stored 5xx for the same key: only a lookup can tell what happened.
+        operation.needs_lookup = bool(err.http_status and err.http_status >= 500)
+        logger.warning("Stripe operation %s: outcome unknown: %s", operation.key, err.message)
+        return Outcome(StripeOperation.UNKNOWN, err.json_body, err)
+    except StripeAPIError as err:  # e.g. a bad API key: nothing was done; the same request may go later
+        return Outcome(StripeOperation.UNKNOWN, err.json_body, err)
+    return Outcome(StripeOperation.SUCCEEDED, result)
+
+
+def _renew_key(operation: StripeOperation) -> None:
+    """Not found at Stripe: send afresh under a new key (the old one may replay a 5xx, or be gone)."""
+    base = operation.key.split("~", 1)[0]
+    operation.key = f"{base}~{operation.attempts}"
+    operation.needs_lookup = False
+    StripeOperation.objects.filter(pk=operation.pk).update(key=operation.key, needs_lookup=False)
+
+
+def finish(operation: StripeOperation, outcome: Outcome) -> bool:
+    """Record ``outcome`` on the operation (inside the recorder's transaction, under the target's
+    lock); False when another worker took the operation over meanwhile (it records instead)."""
+    now = timezone.now()
+    result = outcome.result or {}
+    error = outcome.error
+    fields: dict[str, Any] = {
+        "state": outcome.state,
+        "lease_until": None,
+        "result": result,
+        "needs_lookup": operation.needs_lookup and outcome.state == StripeOperation.UNKNOWN,
+        "stripe_id": (result.get("id") or "") if outcome.succeeded else _failed_object_id(result),
+        "error_code": _error_code(error),
+        "error_message": (error.message if error else "")[:10000],
+        "http_status": getattr(error, "http_status", None),
+        "resolved_at": now if outcome.state != StripeOperation.UNKNOWN else None,
+        "updated": now,
+    }
+    mine = StripeOperation.objects.filter(
+        pk=operation.pk, state=StripeOperation.SENDING, attempts=operation.attempts
+    ).update(**fields)
+    for name, value in fields.items():
+        setattr(operation, name, value)
+    return bool(mine)
+
+
+def _error_code(error: AaStripeError | None) -> str:
+    if error is None:
+        return ""
+    return str(getattr(error, "decline_code", None) or getattr(error, "code", None) or type(error).__name__)
+
+
+def _failed_object_id(body: dict[str, Any]) -> str:
+    """The id of what Stripe made while refusing (a declined charge), if any."""
+    error = body.get("error") or {}
+    return str(error.get("charge") or "")
+
+
+def execute(operation: StripeOperation, target: Any = None) -> Outcome:
+    """Claim, send and record ``operation``; the outcome (its kind's recorder has applied it)."""
+    claim(operation)
+    outcome = send(operation)
+    KINDS[operation.kind].record(operation, outcome, target)
+    return outcome
+
+
+def reconcile(operation: StripeOperation) -> Outcome:
+    """Finish an operation left unknown, planned, or with an expired lease (a killed worker)."""
+    return execute(operation)
