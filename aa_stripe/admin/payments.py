@@ -65,7 +65,7 @@ class StripeRefundInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = readonly_fields = ("stripe_refund_id", "amount_display", "created")
+    fields = readonly_fields = ("stripe_refund_id", "failure_code", "amount_display", "created")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -124,12 +124,14 @@ class StripeChargeAdmin(StripeModelAdmin):
 
 @admin.register(StripeRefund)
 class StripeRefundAdmin(StripeModelAdmin):
-    list_display = ("stripe_refund_id", "charge", "amount_display", "created")
-    list_filter = (CURRENCY_FILTER,)
+    list_display = ("__str__", "charge", "amount_display", "failure_code", "created")
+    list_filter = (CURRENCY_FILTER, "failure_code")
     list_select_related = ("charge", "charge__user")
     search_fields = ("=stripe_refund_id", "=charge__stripe_charge_id", *user_search_fields("charge__user"))
     date_hierarchy = "created"
-    readonly_fields = "charge stripe_refund_id amount_display created updated stripe_response_display".split()
+    readonly_fields = (
+        "charge stripe_refund_id failure_code amount_display created updated stripe_response_display".split()
+    )
     exclude = ("stripe_response", "amount", "currency")
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -38,8 +38,9 @@ def _send_signals(signals: list[Callable[[], Any]], using: str) -> None:
             send()
 
 
-def _target(operation: StripeOperation, target: StripeCharge | None) -> StripeCharge:
-    return target if target is not None else StripeCharge.objects.get(pk=operation.object_id)
+def _target(operation: StripeOperation, target: StripeCharge | None) -> StripeCharge | None:
+    # A deleted row keeps nothing of what Stripe did: the operation still keeps the outcome.
+    return target if target is not None else StripeCharge.objects.filter(pk=operation.object_id).first()
 
 
 def _ours(
@@ -98,6 +99,9 @@ def _declined(charge: dict[str, Any]) -> tuple[dict[str, Any], StripeCardError]:
 
 def record_charge(operation: StripeOperation, outcome: Outcome, target: StripeCharge | None) -> None:
     charge = _target(operation, target)
+    if charge is None:
+        journal.finish(operation, outcome)
+        return
     signals: list[Callable[[], Any]] = []
     using = router.db_for_write(StripeCharge, instance=charge)
     with transaction.atomic(using=using):
@@ -152,6 +156,9 @@ def lookup_refund(operation: StripeOperation) -> Outcome | None:
 
 def record_refund(operation: StripeOperation, outcome: Outcome, target: StripeCharge | None) -> None:
     charge = _target(operation, target)
+    if charge is None:
+        journal.finish(operation, outcome)
+        return
     listed = _refunds_at_stripe(charge) if outcome.state == StripeOperation.REFUSED else None
     amount = int(operation.params.get("amount") or 0)
     signals: list[Callable[[], Any]] = []

@@ -75,9 +75,9 @@ class StripeCustomer(StripeBasicModel):
 
     @classmethod
     def get_latest_active_customer_for_user(cls, user: Any) -> StripeCustomer | None:
-        """The user's newest active customer that exists at Stripe, or None."""
+        """The user's newest active customer that exists at Stripe, or None (``user``: a user or its pk)."""
         return (
-            cls.objects.filter(user_id=user.pk, is_active=True, is_created_at_stripe=True)
+            cls.objects.filter(user_id=getattr(user, "pk", user), is_active=True, is_created_at_stripe=True)
             .order_by("id")
             .last()
         )
@@ -86,15 +86,17 @@ class StripeCustomer(StripeBasicModel):
     def get_customer_to_charge(cls, user: Any, preferred: StripeCustomer | None = None) -> StripeCustomer:
         """``preferred`` if it is active at Stripe, else the user's latest active customer.
 
-        Raises :class:`StripeNoActiveCustomer` when there is none, and refuses a ``preferred``
-        customer of another user: a charge must never reach someone else's card.
+        ``user`` is a user or its primary key. Raises :class:`StripeNoActiveCustomer` when there is
+        none, and refuses a ``preferred`` customer of another user: a charge must never reach
+        someone else's card.
         """
+        user_id = getattr(user, "pk", user)
         if preferred is not None:
-            if preferred.user_id != user.pk:
+            if preferred.user_id != user_id:
                 raise StripeMethodNotAllowed("The customer belongs to another user.")
             if preferred.is_active and preferred.is_created_at_stripe:
                 return preferred
-        customer = cls.get_latest_active_customer_for_user(user)
+        customer = cls.get_latest_active_customer_for_user(user_id)
         if customer is None:
             raise StripeNoActiveCustomer()
         return customer

@@ -1,0 +1,127 @@
+"""``manage.py reconcile_stripe_operations``: finish the writes to Stripe that were left unfinished."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.core.management.base import CommandError, CommandParser
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from aa_stripe.conf import stripe_settings
+from aa_stripe.exceptions import AaStripeError, StripeOperationInProgress
+from aa_stripe.management.base import StripeCommand
+from aa_stripe.models import StripeOperation
+from aa_stripe.operations import journal
+
+logger = logging.getLogger("aa_stripe")
+
+#: at most this many operations are listed in the alert mail (all are counted)
+MAX_LISTED = 100
+
+
+def unfinished(now: Any = None) -> QuerySet[StripeOperation]:
+    """Operations to finish: unknown ones, those whose worker's lease ran out, and planned ones no
+    worker claimed within a lease (the process died between plan and send); oldest first."""
+    now = now or timezone.now()
+    return StripeOperation.objects.filter(
+        Q(state=StripeOperation.UNKNOWN)
+        | Q(state=StripeOperation.SENDING, lease_until__lt=now)
+        | Q(state=StripeOperation.PLANNED, created__lt=now - journal.lease())
+    ).order_by("id")
+
+
+class Command(StripeCommand):
+    help = (
+        "Finish the writes to Stripe (operations of the journal) left unknown, planned or with an "
+        "expired lease by a lost answer, a timeout or a killed worker: each is looked up at Stripe "
+        "when its key may be gone or a 5xx would be replayed, else sent again with the same key and "
+        "parameters, and its outcome recorded on its row (signals included). Safe on several hosts "
+        "at once (each operation is claimed). Exits non-zero when any stays unresolved, and mails "
+        "ADMINS about those unresolved longer than STRIPE_OPERATIONS_ALERT_AFTER seconds."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--limit", type=int, default=None, metavar="N", help="Finish at most N operations."
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="List the operations that would be finished; send nothing."
+        )
+
+    def needs_stripe(self, options: dict[str, Any]) -> bool:
+        return not options.get("dry_run")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        verbosity = int(options["verbosity"])
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be at least 1.")
+        todo = unfinished()
+        if options["limit"]:
+            todo = todo[: options["limit"]]
+        if options["dry_run"]:
+            for operation in todo:
+                self.stdout.write(f"would finish {_label(operation)}")
+            return
+        counts: Counter[str] = Counter()
+        for operation in todo:
+            counts[self._finish(operation, verbosity)] += 1
+        summary = (
+            f"reconcile_stripe_operations: {counts['succeeded']} succeeded, {counts['refused']} refused, "
+            f"{counts['unknown']} still unresolved, {counts['busy']} in progress elsewhere"
+        )
+        self._alert()
+        if counts["unknown"]:
+            raise CommandError(summary)
+        if verbosity >= 1:
+            self.stdout.write(summary)
+
+    def _finish(self, operation: StripeOperation, verbosity: int) -> str:
+        try:
+            outcome = journal.reconcile(operation)
+        except StripeOperationInProgress:
+            return "busy"
+        except AaStripeError as err:  # e.g. the lookup itself failed: left for the next run
+            self.stderr.write(f"{_label(operation)}: {err.message}")
+            return "unknown"
+        if outcome.state == StripeOperation.UNKNOWN:
+            self.stderr.write(f"{_label(operation)}: still unknown: {outcome.error}")
+        elif verbosity >= 2:
+            self.stdout.write(f"{_label(operation)}: {outcome.state} {operation.stripe_id}".rstrip())
+        return outcome.state
+
+    def _alert(self) -> None:
+        """Mail ADMINS about operations unresolved for longer than STRIPE_OPERATIONS_ALERT_AFTER."""
+        after = timedelta(seconds=float(stripe_settings.OPERATIONS_ALERT_AFTER))
+        stale = StripeOperation.objects.filter(
+            state__in=StripeOperation.UNRESOLVED, created__lt=timezone.now() - after
+        ).order_by("id")
+        total = stale.count()
+        if not total:
+            return
+        prefix = f"[{stripe_settings.ENV_PREFIX}] " if stripe_settings.ENV_PREFIX else ""
+        lines = [_label(operation) for operation in stale[:MAX_LISTED]]
+        if total > MAX_LISTED:
+            lines.append(f"... and {total - MAX_LISTED} more")
+        body = (
+            f"{total} Stripe operation(s) unresolved for more than {after}: the outcome at Stripe is "
+            "not known yet. reconcile_stripe_operations keeps trying; look at them in the admin.\n\n"
+            + "\n".join(lines)
+        )
+        try:
+            mail_admins(f"{prefix}{total} Stripe operations unresolved", body)
+        except Exception as err:  # the exit code still says so
+            logger.exception("reconcile_stripe_operations could not mail ADMINS")
+            self.stderr.write(f"could not mail ADMINS: {err}")
+        if not getattr(settings, "ADMINS", None):
+            self.stderr.write(f"{total} operations unresolved for more than {after} (ADMINS is empty).")
+
+
+def _label(operation: StripeOperation) -> str:
+    target = f"{operation.content_type.model if operation.content_type else '?'} #{operation.object_id}"
+    return f"operation #{operation.pk} {operation.kind} {operation.key} ({operation.state}, {target})"
