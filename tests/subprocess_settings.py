@@ -7,6 +7,8 @@
   shared (PostgreSQL with ``transactional_db``; SQLite's in-memory test database cannot).
 * ``AA_STRIPE_TEST_API_BASE`` (optional): the fake Stripe's URL (``fake_stripe.url``); without it
   Stripe stays unreachable, as in ``tests.settings``.
+* ``AA_STRIPE_TEST_OPERATION_LEASE`` (optional): ``STRIPE_OPERATION_LEASE`` in seconds, e.g. ``2``
+  for a test that kills a worker and waits for its lease to run out.
 """
 
 import os
@@ -24,3 +26,6 @@ DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=0)}
 
 if os.environ.get("AA_STRIPE_TEST_API_BASE"):
     STRIPE_API_BASE = os.environ["AA_STRIPE_TEST_API_BASE"]
+
+if os.environ.get("AA_STRIPE_TEST_OPERATION_LEASE"):
+    STRIPE_OPERATION_LEASE = float(os.environ["AA_STRIPE_TEST_OPERATION_LEASE"])

@@ -82,6 +82,21 @@ def test_refund_metadata_and_list_by_charge(client, customer):
     assert client.v1.charges.retrieve(charge.id).amount_refunded == 300
 
 
+def test_a_refund_larger_than_what_is_left_is_refused_as_stripe_does(client, customer):
+    charge = client.v1.charges.create(params=charge_params(customer))
+    client.v1.refunds.create(params={"charge": charge.id, "amount": charge.amount - 100})
+
+    with pytest.raises(stripe.InvalidRequestError) as too_large:
+        client.v1.refunds.create(params={"charge": charge.id, "amount": 101})
+    client.v1.refunds.create(params={"charge": charge.id})  # the remaining 100
+    with pytest.raises(stripe.InvalidRequestError) as nothing_left:
+        client.v1.refunds.create(params={"charge": charge.id})
+
+    assert (too_large.value.code, too_large.value.param) == ("amount_too_large", "amount")
+    assert nothing_left.value.code == "charge_already_refunded"
+    assert client.v1.charges.retrieve(charge.id).amount_refunded == charge.amount
+
+
 def test_card_declined_on_charge(fake_stripe, client):
     token = fake_stripe.card_token("4000000000000341")
     customer = client.v1.customers.create(params={"source": token["id"]})

@@ -154,7 +154,12 @@ def lookup_due(operation: StripeOperation) -> bool:
 def send(operation: StripeOperation) -> Outcome:
     """Send the claimed operation (after a lookup when due). No transaction may be open."""
     if lookup_due(operation):
-        found = KINDS[operation.kind].lookup(operation)
+        try:
+            found = KINDS[operation.kind].lookup(operation)
+        except AaStripeError as err:  # Stripe cannot say now: still unknown, still to be looked up
+            operation.needs_lookup = True
+            logger.warning("Stripe operation %s: lookup failed: %s", operation.key, err)
+            return Outcome(StripeOperation.UNKNOWN, getattr(err, "json_body", None), err)
         if found is not None:
             return found
         _renew_key(operation)

@@ -31,6 +31,7 @@ from localstripe import resources, webhooks
 from localstripe import server as ls_server
 from localstripe.errors import UserError
 from localstripe.resources import (
+    Charge,
     Coupon,
     Customer,
     Event,
@@ -319,8 +320,31 @@ _REFUND_REASONS = (None, "duplicate", "fraudulent", "requested_by_customer")
 def _refund_init_current(self: Refund, reason: Any = None, **kwargs: Any) -> None:
     if reason not in _REFUND_REASONS:
         raise _bad_request("Invalid reason", param="reason")
+    _refuse_more_than_refundable(kwargs.get("charge"), kwargs.get("amount"))
     _refund_init(self, **kwargs)
     self.reason = reason
+
+
+# Stripe refuses a refund larger than what is left of the charge (localstripe refunds it anyway):
+# 400 invalid_request_error, code charge_already_refunded when nothing is left, else
+# amount_too_large.
+def _refuse_more_than_refundable(charge_id: Any, amount: Any) -> None:
+    if not isinstance(charge_id, str) or not charge_id.startswith("ch_"):
+        return  # localstripe's own checks answer
+    try:
+        charge = Charge._api_retrieve(charge_id)
+    except UserError:
+        return
+    left = charge.amount - charge.amount_refunded
+    wanted = left if amount is None else int(amount)
+    if left <= 0:
+        raise _bad_request(f"Charge {charge_id} has already been refunded.", code="charge_already_refunded")
+    if wanted > left:
+        raise _bad_request(
+            f"Refund amount ({wanted}) is greater than unrefunded amount on charge ({left})",
+            code="amount_too_large",
+            param="amount",
+        )
 
 
 Refund.__init__ = _refund_init_current
