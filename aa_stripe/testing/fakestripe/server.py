@@ -320,23 +320,25 @@ _REFUND_REASONS = (None, "duplicate", "fraudulent", "requested_by_customer")
 def _refund_init_current(self: Refund, reason: Any = None, **kwargs: Any) -> None:
     if reason not in _REFUND_REASONS:
         raise _bad_request("Invalid reason", param="reason")
-    _refuse_more_than_refundable(kwargs.get("charge"), kwargs.get("amount"))
+    kwargs["amount"] = _refundable(kwargs.get("charge"), kwargs.get("amount"))
     _refund_init(self, **kwargs)
     self.reason = reason
 
 
-# Stripe refuses a refund larger than what is left of the charge (localstripe refunds it anyway):
-# 400 invalid_request_error, code charge_already_refunded when nothing is left, else
-# amount_too_large.
-def _refuse_more_than_refundable(charge_id: Any, amount: Any) -> None:
+# Stripe refunds what is left of the charge when no amount is given (localstripe: the whole amount
+# again) and refuses a refund larger than what is left (localstripe refunds it anyway): 400
+# invalid_request_error, code charge_already_refunded when nothing is left, else amount_too_large.
+def _refundable(charge_id: Any, amount: Any) -> Any:
     if not isinstance(charge_id, str) or not charge_id.startswith("ch_"):
-        return  # localstripe's own checks answer
+        return amount  # localstripe's own checks answer
     try:
         charge = Charge._api_retrieve(charge_id)
     except UserError:
-        return
+        return amount
     left = charge.amount - charge.amount_refunded
-    wanted = left if amount is None else int(amount)
+    wanted = left if amount is None else try_convert_to_int(amount)
+    if not isinstance(wanted, int):
+        return amount  # localstripe refuses it
     if left <= 0:
         raise _bad_request(f"Charge {charge_id} has already been refunded.", code="charge_already_refunded")
     if wanted > left:
@@ -345,6 +347,7 @@ def _refuse_more_than_refundable(charge_id: Any, amount: Any) -> None:
             code="amount_too_large",
             param="amount",
         )
+    return wanted
 
 
 Refund.__init__ = _refund_init_current
