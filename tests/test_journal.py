@@ -9,17 +9,22 @@ key (``status_after``), keys forgotten after 24 hours (``forget_keys``). Killed 
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
 import time_machine
+from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.utils import timezone
 
+from aa_stripe import stripe_api
 from aa_stripe.exceptions import (
     StripeInternalError,
     StripeInvalidRequestError,
@@ -346,3 +351,71 @@ def test_a_declined_charge_found_by_lookup_is_recorded_as_declined(fake_stripe, 
     )
     assert len(fake_stripe.proxy.calls("POST", "/v1/charges")) == 1
     assert StripeRefund.objects.count() == 0
+
+
+# --- upgrading with something in flight (migration 0034) ----------------------------------------------
+
+in_flight_migration = importlib.import_module("aa_stripe.migrations.0034_in_flight_state_to_operations")
+
+
+def run_migration_0034() -> None:
+    in_flight_migration.in_flight_to_operations(django_apps, SimpleNamespace(connection=connection))
+
+
+def test_an_upgraded_charge_whose_answer_was_lost_is_looked_up_before_anything_is_sent(
+    fake_stripe, customer, user, sent
+):
+    """As an older version left it: Stripe made the charge (its metadata names the row's uuid and
+    attempt, no operation), the answer never came, attempt_started_at says so."""
+    charge = StripeCharge.objects.create(user=user, amount=1000, description="Order #11", customer=customer)
+    made = stripe_api.call(
+        "charges",
+        "create",
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "customer": customer.stripe_customer_id,
+            "metadata": {"charge_uuid": str(charge.uuid), "attempt": "1"},
+        },
+        idempotency_key=charge.idempotency_key,
+    )
+    StripeCharge.objects.filter(pk=charge.pk).update(attempt_started_at=timezone.now() - timedelta(hours=2))
+
+    run_migration_0034()
+
+    operation = StripeOperation.objects.get(object_id=str(charge.pk))
+    assert (operation.state, operation.needs_lookup, operation.key) == (
+        "unknown",
+        True,
+        charge.idempotency_key,
+    )
+    charge.refresh_from_db()
+    charge.charge()
+    charge.refresh_from_db()
+    assert charge.is_charged and charge.stripe_charge_id == made["id"]
+    assert len(fake_stripe.proxy.calls("POST", "/v1/charges")) == 1  # only the older version's
+    assert sent["succeeded"] == 1
+
+
+def test_an_upgraded_unconfirmed_refund_is_looked_up_and_never_refunded_twice(fake_stripe, charged, sent):
+    made = stripe_api.call(
+        "refunds",
+        "create",
+        params={
+            "charge": charged.stripe_charge_id,
+            "amount": 300,
+            "metadata": {"charge_uuid": str(charged.uuid)},
+        },
+    )
+    StripeCharge.objects.filter(pk=charged.pk).update(pending_refund_amount=300)
+
+    run_migration_0034()
+    charged.refresh_from_db()
+    with pytest.raises(StripeMethodNotAllowed, match="retry refund\\(300\\) first"):
+        charged.refund(500)
+    charged.refund(300)
+
+    charged.refresh_from_db()
+    assert (charged.amount_refunded, charged.pending_refund_amount) == (300, None)
+    assert list(charged.refunds.values_list("stripe_refund_id", flat=True)) == [made["id"]]
+    assert len(fake_stripe.proxy.calls("POST", "/v1/refunds")) == 1 and sent["refunded"] == 1
