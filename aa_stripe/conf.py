@@ -42,6 +42,9 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "OPERATION_LEASE": ("STRIPE_OPERATION_LEASE", 300),
     # reconcile_stripe_operations mails ADMINS about operations unresolved for longer (seconds).
     "OPERATIONS_ALERT_AFTER": ("STRIPE_OPERATIONS_ALERT_AFTER", 3600),
+    # "raise" or "log" a write to Stripe inside one of the library's own transactions (a bug);
+    # None: raise in DEBUG, log otherwise (aa_stripe.guard).
+    "TRANSACTION_GUARD": ("STRIPE_TRANSACTION_GUARD", None),
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import stripe
 
-from aa_stripe import exceptions
+from aa_stripe import exceptions, guard
 from aa_stripe.conf import stripe_settings
 
 logger = logging.getLogger("aa_stripe")
@@ -32,6 +32,10 @@ SDK_API_VERSION: str = stripe.api_version
 # (same idempotency key, STRIPE_MAX_NETWORK_RETRIES times), waiting Retry-After but at most this long.
 # One with the header is the SDK's business: "true" was retried by it already, "false" must not be.
 _MAX_RATE_LIMIT_WAIT = 5.0
+
+
+#: Methods that only read; every other method of a service writes to Stripe.
+READ_METHODS = frozenset({"retrieve", "list", "search"})
 
 
 def api_version() -> str:
@@ -88,6 +92,8 @@ def call(
     ``idempotency_key`` should name the logical operation (e.g. ``charge:<uuid>:<attempt>``)
     so that a retry after a lost answer, in this process or another one, replays it.
     """
+    if method not in READ_METHODS:
+        guard.check_write(f"{service}.{method}")
     target = getattr(getattr(get_client().v1, service), method)
     options: dict[str, Any] = {"idempotency_key": idempotency_key} if idempotency_key else {}
     return to_plain(_with_rate_limit_retries(target, ids, dict(params or {}), options))

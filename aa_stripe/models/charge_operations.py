@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import AaStripeError, StripeAPIError, StripeCardError
+from aa_stripe.guard import library_atomic
 from aa_stripe.operations import journal
 from aa_stripe.operations.journal import Outcome
 from aa_stripe.operations.record import StripeOperation
@@ -104,7 +105,7 @@ def record_charge(operation: StripeOperation, outcome: Outcome, target: StripeCh
         return
     signals: list[Callable[[], Any]] = []
     using = router.db_for_write(StripeCharge, instance=charge)
-    with transaction.atomic(using=using):
+    with library_atomic(using=using):
         lock_for_update(charge)
         if not journal.finish(operation, outcome):
             return  # taken over by another worker, which records it
@@ -163,7 +164,7 @@ def record_refund(operation: StripeOperation, outcome: Outcome, target: StripeCh
     amount = int(operation.params.get("amount") or 0)
     signals: list[Callable[[], Any]] = []
     using = router.db_for_write(StripeCharge, instance=charge)
-    with transaction.atomic(using=using):
+    with library_atomic(using=using):
         lock_for_update(charge)
         if not journal.finish(operation, outcome):
             return

@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import models, router, transaction
+from django.db import models, router
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -22,6 +22,7 @@ from aa_stripe.exceptions import (
     StripeInvalidInput,
     StripeMethodNotAllowed,
 )
+from aa_stripe.guard import library_atomic
 from aa_stripe.operations import journal
 from aa_stripe.operations.record import StripeOperation
 from aa_stripe.validators import (
@@ -148,7 +149,7 @@ class StripeCharge(StripeBasicModel):
     def _plan_charge(self, payment_uuid: Any) -> StripeOperation:
         """The operation that sends this charge: the unfinished one, or a new one (committed)."""
         using = router.db_for_write(type(self), instance=self)
-        with transaction.atomic(using=using):
+        with library_atomic(using=using):
             lock_for_update(self)
             if self.is_charged:
                 raise StripeMethodNotAllowed("Already charged.")
@@ -286,7 +287,7 @@ class StripeCharge(StripeBasicModel):
 
     def _plan_refund(self, amount_to_refund: int | None) -> StripeOperation:
         using = router.db_for_write(type(self), instance=self)
-        with transaction.atomic(using=using):
+        with library_atomic(using=using):
             lock_for_update(self)
             to_refund = self._validate_refund(amount_to_refund)
             unfinished = StripeOperation.unresolved_for(self).filter(kind="refund").first()

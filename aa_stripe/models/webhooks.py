@@ -9,6 +9,7 @@ from django.db import IntegrityError, models, router, transaction
 from django.utils.translation import gettext_lazy as _
 
 from aa_stripe.exceptions import StripeWebhookAlreadyParsed
+from aa_stripe.guard import library_atomic
 from aa_stripe.signals import stripe_webhook_stored, webhook_pre_parse
 
 from .base import timestamp_to_datetime
@@ -128,7 +129,7 @@ class StripeWebhook(models.Model):
             # One INSERT: in autocommit it commits at once (the webhook view is non-atomic);
             # inside a caller's transaction a savepoint keeps a duplicate from breaking it.
             if transaction.get_connection(using).in_atomic_block:
-                with transaction.atomic(using=using):
+                with library_atomic(using=using):
                     webhook.save(force_insert=True, using=using)
             else:
                 webhook.save(force_insert=True, using=using)
@@ -180,7 +181,7 @@ class StripeWebhook(models.Model):
         using = router.db_for_write(type(self), instance=self)
         for _round in range(MAX_FETCHES_PER_HANDLER + 1):
             try:
-                with transaction.atomic(using=using):
+                with library_atomic(using=using):
                     handler(self)
                 return
             except NeedsStripeObject as need:
@@ -209,7 +210,7 @@ class StripeWebhook(models.Model):
         was_parsed = self.is_parsed
         self.parse_attempts += 1
         try:
-            with transaction.atomic(using=using):
+            with library_atomic(using=using):
                 self.parse(force=force)
                 self.save(update_fields=["is_parsed", "parse_error", "parse_attempts", "updated"])
         except StripeWebhookAlreadyParsed:
@@ -253,7 +254,7 @@ class StripeWebhook(models.Model):
         using = router.db_for_write(cls)
         # Databases without SKIP LOCKED (MariaDB 10.5) wait for the lock, then see the row parsed.
         skip_locked = transaction.get_connection(using).features.has_select_for_update_skip_locked
-        with transaction.atomic(using=using):
+        with library_atomic(using=using):
             webhook = queue.using(using).select_for_update(skip_locked=skip_locked).first()
             if webhook is not None:
                 webhook.process()
@@ -264,7 +265,7 @@ class StripeWebhook(models.Model):
         SKIP LOCKED. None when a worker holds it (that worker parses it) or it is parsed already."""
         using = router.db_for_write(type(self), instance=self)
         skip_locked = transaction.get_connection(using).features.has_select_for_update_skip_locked
-        with transaction.atomic(using=using):
+        with library_atomic(using=using):
             unparsed = type(self).objects.using(using).filter(pk=self.pk, is_parsed=False)
             if (
                 unparsed.select_for_update(skip_locked=skip_locked).values_list("pk", flat=True).first()

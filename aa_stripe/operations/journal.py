@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
+from django.db import router
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -40,6 +41,7 @@ from aa_stripe.exceptions import (
     StripeInvalidRequestError,
     StripeOperationInProgress,
 )
+from aa_stripe.guard import library_atomic
 
 from .record import StripeOperation
 
@@ -248,3 +250,67 @@ def execute(operation: StripeOperation, target: Any = None) -> Outcome:
 def reconcile(operation: StripeOperation) -> Outcome:
     """Finish an operation left unknown, planned, or with an expired lease (a killed worker)."""
     return execute(operation)
+
+
+def perform(
+    target: Any,
+    *,
+    kind: str,
+    service: str,
+    method: str,
+    params: dict[str, Any],
+    key: str,
+    ids: tuple[str, ...] = (),
+) -> Outcome:
+    """Plan (committed at once), claim, send and record one write for ``target``.
+
+    For writes whose plan needs no lock of the target (an update of an object's metadata, a
+    cancel): an unfinished operation of the same ``kind`` for the target is finished instead of
+    planning a second one, and a different request while one is unfinished is refused with
+    :class:`StripeOperationInProgress`.
+    """
+    using = router.db_for_write(type(target), instance=target)
+    with library_atomic(using=using):
+        unfinished = StripeOperation.unresolved_for(target).filter(kind=kind).first()
+        if unfinished is None:
+            operation = plan(
+                target, kind=kind, service=service, method=method, params=params, key=key, ids=ids
+            )
+        elif unfinished.key.split("~", 1)[0] == key:
+            operation = unfinished  # the same write again: finish it, with its frozen request
+        else:
+            raise StripeOperationInProgress()
+    return execute(operation, target=target)
+
+
+def raise_unless_succeeded(outcome: Outcome) -> dict[str, Any]:
+    """Stripe's answer of a succeeded operation; else the error it ended with."""
+    if outcome.succeeded and outcome.result is not None:
+        return outcome.result
+    raise outcome.error or StripeInternalError()
+
+
+def register_simple(
+    kind: str,
+    model: type,
+    apply: Callable[[Any, dict[str, Any]], None],
+    lookup: Callable[[StripeOperation], Outcome | None] | None = None,
+) -> None:
+    """Register a kind whose success is applied to its row with ``apply(row, stripe_object)``.
+
+    The recorder locks the row, finishes the operation and applies a success in one transaction.
+    Without ``lookup`` the operation cannot be found at Stripe: after a 5xx or Stripe's key
+    lifetime it is sent again under a new key (right for writes that set values, such as an update
+    of metadata or a cancel; a create must give a lookup).
+    """
+
+    def record(operation: StripeOperation, outcome: Outcome, target: Any) -> None:
+        row = target if target is not None else model._default_manager.filter(pk=operation.object_id).first()
+        using = router.db_for_write(model, instance=row) if row is not None else router.db_for_write(model)
+        with library_atomic(using=using):
+            if row is not None and row.pk is not None:
+                row.refresh_from_db(from_queryset=model._base_manager.select_for_update())
+            if finish(operation, outcome) and outcome.succeeded and row is not None:
+                apply(row, outcome.result or {})
+
+    register(kind, lookup=lookup or (lambda operation: None), record=record)

@@ -6,10 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import router, transaction
+from django.db import router
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from aa_stripe.guard import library_atomic
 from aa_stripe.models import StripeWebhook
 
 BATCH_SIZE = 1000
@@ -55,7 +56,7 @@ def delete_in_batches(rows: QuerySet[StripeWebhook], batch_size: int | None = No
     batch_size = batch_size or BATCH_SIZE
     deleted = 0
     while True:
-        with transaction.atomic(using=using):
+        with library_atomic(using=using):
             batch = list(rows.using(using).order_by("pk").values_list("pk", flat=True)[:batch_size])
             if not batch:
                 return deleted

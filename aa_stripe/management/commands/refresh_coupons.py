@@ -6,9 +6,10 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from django.db import router, transaction
+from django.db import router
 from django.utils import timezone
 
+from aa_stripe.guard import library_atomic
 from aa_stripe.management.base import StripeCommand
 from aa_stripe.management.sync import WRITE_BATCH, newer_than_page, sync_pages, update_unseen
 from aa_stripe.models import StripeCoupon
@@ -47,7 +48,7 @@ class Command(StripeCommand):
         now = timezone.now()
         counts: Counter[str] = Counter()
         to_create, to_update, stale = [], [], []
-        with transaction.atomic(using=router.db_for_write(StripeCoupon)):
+        with library_atomic(using=router.db_for_write(StripeCoupon)):
             local = {
                 (coupon.coupon_id, coupon.created): coupon
                 for coupon in StripeCoupon.objects.all_with_deleted()

@@ -6,10 +6,11 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from django.db import router, transaction
+from django.db import router
 from django.utils import timezone
 
 from aa_stripe import stripe_api
+from aa_stripe.guard import library_atomic
 from aa_stripe.management.base import StripeCommand
 from aa_stripe.management.sync import (
     FRESHNESS_MARGIN,
@@ -69,7 +70,7 @@ class Command(StripeCommand):
         now = timezone.now()
         counts: Counter[str] = Counter()
         changed = []
-        with transaction.atomic(using=router.db_for_write(StripeCustomer)):
+        with library_atomic(using=router.db_for_write(StripeCustomer)):
             for customer in StripeCustomer.objects.select_for_update().filter(stripe_customer_id__in=by_id):
                 if touched_after(customer, requested_at):
                     counts["skipped"] += 1
