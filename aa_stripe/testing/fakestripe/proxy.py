@@ -37,6 +37,7 @@ import hashlib
 import http.client
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -117,6 +118,9 @@ class FaultProxy:
         self._server: ProxyServer | None = None
         self._serve_thread: threading.Thread | None = None
         self.url = ""
+        #: Called with each API request as it arrives, before any fault or forwarding (e.g. to look
+        #: at the database while the caller waits for Stripe). Reset by reset().
+        self.observer: Callable[[RecordedRequest], None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> FaultProxy:
@@ -161,6 +165,7 @@ class FaultProxy:
         A request still sleeping in a "delay" fault from before is woken and dropped without reaching
         the fake, so it cannot create objects in the next test."""
         with self._lock:
+            self.observer = None
             old, self._gen = self._gen, _Generation()
             old.cancelled.set()
             for conn in old.held:
@@ -265,6 +270,8 @@ class FaultProxy:
                 if fault.times == 0:
                     gen.faults.remove(fault)
         kind = fault.kind if fault is not None else None
+        if self.observer is not None:
+            self.observer(record)
 
         if kind == "drop_before":
             handler.drop()
