@@ -9,6 +9,7 @@ from .charges import StripeCharge, StripeRefund
 from .coupons import StripeCoupon, StripeCouponManager, StripeCouponQuerySet
 from .customers import StripeCustomer
 from .plans import StripeSubscriptionPlan
+from .request_keys import StripeRequestKey
 from .subscriptions import StripeSubscription
 from .tombstones import StripeTombstone
 from .webhooks import StripeWebhook
@@ -22,6 +23,7 @@ __all__ = [
     "StripeCustomer",
     "StripeOperation",
     "StripeRefund",
+    "StripeRequestKey",
     "StripeSubscription",
     "StripeSubscriptionPlan",
     "StripeTombstone",
