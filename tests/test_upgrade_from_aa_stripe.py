@@ -30,11 +30,20 @@ ROOT = Path(__file__).resolve().parent.parent
 UPGRADE = ROOT / "tests" / "upgrade"
 RECORDED_COUNTS = json.loads((UPGRADE / "aa_stripe_0_13_row_counts.json").read_text())
 # The tables our migrations add to aa-stripe 0.13's.
-NEW_TABLES = {"aa_stripe_striperefund", "aa_stripe_stripetombstone", "aa_stripe_stripeoperation"}
-# Rows our migrate adds outside aa_stripe's own tables: the squash and 0023-0034 recorded, the
+NEW_TABLES = {
+    "aa_stripe_striperefund",
+    "aa_stripe_stripetombstone",
+    "aa_stripe_stripeoperation",
+    "aa_stripe_striperequestkey",
+}
+# Our migrations after aa-stripe 0.13's: the squash, then 0023 onwards (from the files).
+NEW_MIGRATIONS = ["0001_squashed_0022_aa_stripe_0_13"] + sorted(
+    path.stem for path in (ROOT / "aa_stripe" / "migrations").glob("0*.py") if path.stem >= "0023"
+)
+# Rows our migrate adds outside aa_stripe's own tables: the new migrations recorded, the
 # content type and the four permissions of each new model.
 ADDED_ROWS = {
-    "django_migrations": 13,
+    "django_migrations": len(NEW_MIGRATIONS),
     "django_content_type": len(NEW_TABLES),
     "auth_permission": 4 * len(NEW_TABLES),
 }
