@@ -21,6 +21,7 @@ FailureKind = Literal[
     "not_found",
     "already_exists",
     "not_allowed",
+    "in_progress",
     "no_active_customer",
     "card_declined",
     "stripe_unavailable",
@@ -41,6 +42,8 @@ class AaStripeError(Exception):
         An object with this identifier exists already.
     ``not_allowed``
         The object's state does not allow this (created already, canceled already, ...).
+    ``in_progress``
+        Another write to Stripe for this object is in flight; try again once it is finished.
     ``no_active_customer``
         The user has no active Stripe customer, so there is nothing to charge.
     ``card_declined``
@@ -78,7 +81,7 @@ class StripeOperationInProgress(StripeMethodNotAllowed):
     operations whose worker died)."""
 
     details = _("Another Stripe operation for this object is in progress.")
-    kind = "not_allowed"
+    kind = "in_progress"
 
 
 class StripeNoActiveCustomer(StripeMethodNotAllowed):

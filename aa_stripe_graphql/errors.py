@@ -26,6 +26,8 @@ class StripeErrorCode(graphene.Enum):
     NO_ACTIVE_CUSTOMER = "no_active_customer"
     CARD_DECLINED = "card_declined"
     STRIPE_API_ERROR = "stripe_api_error"
+    IN_PROGRESS = "in_progress"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
     @property
     def description(self) -> str:
@@ -38,6 +40,8 @@ class StripeErrorCode(graphene.Enum):
             "no_active_customer": "The user has no card on file (no active Stripe customer).",
             "card_declined": "The card was declined; declineCode says why.",
             "stripe_api_error": "Stripe could not be reached or failed; the outcome may be unknown.",
+            "in_progress": "A write for this object (or with this idempotencyKey) is in flight; try again.",
+            "idempotency_key_reused": "This idempotencyKey was used before with another input.",
         }[self.value]
 
 
@@ -47,6 +51,7 @@ _CODE_OF_KIND: dict[FailureKind, StripeErrorCode] = {
     "not_found": StripeErrorCode.NOT_FOUND,
     "already_exists": StripeErrorCode.ALREADY_EXISTS,
     "not_allowed": StripeErrorCode.NOT_ALLOWED,
+    "in_progress": StripeErrorCode.IN_PROGRESS,
     "no_active_customer": StripeErrorCode.NO_ACTIVE_CUSTOMER,
     "card_declined": StripeErrorCode.CARD_DECLINED,
     "stripe_unavailable": StripeErrorCode.STRIPE_API_ERROR,

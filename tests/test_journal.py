@@ -91,7 +91,7 @@ def test_the_attempt_and_its_frozen_request_are_committed_before_stripe_is_calle
 
     def at_send(service, method, *ids, params=None, idempotency_key=None):
         # What another process would find while the request is on its way.
-        [operation] = StripeOperation.objects.filter(object_id=str(charge.pk))
+        [operation] = StripeOperation.objects.filter(kind="charge", object_id=str(charge.pk))
         seen.update(state=operation.state, key=operation.key, params=operation.params)
         return original(service, method, *ids, params=params, idempotency_key=idempotency_key)
 
@@ -102,7 +102,7 @@ def test_the_attempt_and_its_frozen_request_are_committed_before_stripe_is_calle
     finally:
         journal.stripe_api.call = original
 
-    operation = StripeOperation.objects.get(object_id=str(charge.pk))
+    operation = StripeOperation.objects.get(kind="charge", object_id=str(charge.pk))
     assert seen["state"] == StripeOperation.SENDING and seen["key"] == f"charge:{charge.uuid}:1"
     assert seen["params"]["metadata"]["operation"] == str(operation.uuid)
     assert operation.state == StripeOperation.SUCCEEDED and operation.stripe_id == charge.stripe_charge_id
@@ -144,7 +144,7 @@ def test_a_5xx_after_stripe_acted_is_looked_up_not_replayed_forever(fake_stripe,
     fake_stripe.proxy.inject("status_after", method="POST", path_prefix="/v1/charges", status=500)
     with pytest.raises(StripeInternalError):
         charge.charge()
-    operation = StripeOperation.objects.get(object_id=str(charge.pk))
+    operation = StripeOperation.objects.get(kind="charge", object_id=str(charge.pk))
     assert operation.state == StripeOperation.UNKNOWN and operation.needs_lookup
 
     assert "1 succeeded, 0 refused, 0 still unresolved" in reconcile()
@@ -168,7 +168,7 @@ def test_a_5xx_before_stripe_acted_is_sent_again_under_a_new_key(fake_stripe, cu
     first, second = fake_stripe.proxy.calls("POST", "/v1/charges")
     assert second.idempotency_key == f"{first.idempotency_key}~2"
     assert charge.is_charged and len(charges_at_fake(fake_stripe, customer)) == 1
-    operation = StripeOperation.objects.get(object_id=str(charge.pk))
+    operation = StripeOperation.objects.get(kind="charge", object_id=str(charge.pk))
     assert (operation.key, operation.state) == (second.idempotency_key, StripeOperation.SUCCEEDED)
 
 
@@ -277,7 +277,7 @@ def test_a_worker_whose_lease_ran_out_is_taken_over(fake_stripe, customer, user,
     with pytest.raises(StripeInternalError):
         charge.charge()
     # As a killed worker leaves it: sending, its lease not run out yet.
-    StripeOperation.objects.filter(object_id=str(charge.pk)).update(
+    StripeOperation.objects.filter(kind="charge", object_id=str(charge.pk)).update(
         state=StripeOperation.SENDING, lease_until=timezone.now() + timedelta(seconds=60)
     )
     assert "0 succeeded, 0 refused, 0 still unresolved, 0 in progress" in reconcile()
@@ -383,7 +383,7 @@ def test_an_upgraded_charge_whose_answer_was_lost_is_looked_up_before_anything_i
 
     run_migration_0034()
 
-    operation = StripeOperation.objects.get(object_id=str(charge.pk))
+    operation = StripeOperation.objects.get(kind="charge", object_id=str(charge.pk))
     assert (operation.state, operation.needs_lookup, operation.key) == (
         "unknown",
         True,

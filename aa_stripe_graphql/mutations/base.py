@@ -17,6 +17,7 @@ from graphql_relay import from_global_id
 
 from aa_stripe.exceptions import AaStripeError
 
+from .. import idempotency
 from ..errors import (
     StripeError,
     StripeErrorCode,
@@ -81,6 +82,9 @@ class StripeMutation(relay.ClientIDMutation):
         cls.Input._meta.fields["client_mutation_id"] = graphene.InputField(
             graphene.String, name="clientMutationId", description=_CLIENT_MUTATION_ID
         )
+        cls.Input._meta.fields["idempotency_key"] = graphene.InputField(
+            graphene.String, name="idempotencyKey", description=idempotency.KEY_DESCRIPTION
+        )
         cls._meta.fields["client_mutation_id"] = graphene.Field(
             graphene.String, name="clientMutationId", description="The clientMutationId of the input."
         )
@@ -90,17 +94,32 @@ class StripeMutation(relay.ClientIDMutation):
 
     @classmethod
     def mutate_and_get_payload(cls, root: Any, info: Any, **data: Any) -> Any:
+        key = data.pop("idempotency_key", None)
         try:
-            return cls(**{"errors": [], **cls.perform(info, **data)})
-        except UserError as err:
-            return cls(errors=err.errors)
-        except AaStripeError as err:
-            return cls(errors=[error_from_exception(err)])
+            if key is None or not info.context.user.is_authenticated:
+                return cls(**cls.payload_values(info, data))
+            problem = idempotency.key_error(key)
+            if problem is not None:
+                return cls(errors=[problem])
+            values = idempotency.run_once(
+                info.context.user, cls.__name__, key, data, lambda: cls.payload_values(info, data)
+            )
+            return cls(**{"errors": [], **values})
         except GraphQLError:
             raise
         except Exception as err:
             logger.exception("Unexpected error in mutation %s", cls.__name__)
             raise internal_error() from err
+
+    @classmethod
+    def payload_values(cls, info: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """``perform``'s payload values, with the errors a person can fix as ``errors``."""
+        try:
+            return {"errors": [], **cls.perform(info, **data)}
+        except UserError as err:
+            return {"errors": err.errors}
+        except AaStripeError as err:
+            return {"errors": [error_from_exception(err)]}
 
     @classmethod
     def perform(cls, info: Any, **data: Any) -> dict[str, Any]:
