@@ -398,7 +398,9 @@ def test_f_outage_503_while_3_pending_os_process__exits_nonzero_all_retryable_ne
 
     assert back.returncode == 0, back.stderr
     assert "charge_stripe: 3 charged, 0 declined, 0 left for retry, 0 errors" in back.stdout
-    assert [p.idempotency_key for p in charge_posts(fake_stripe)] == [f"charge:{c.uuid}:1" for c in charges]
+    # A 503 could have been stored for the key (Stripe replays it): each charge was looked up, was
+    # not at Stripe, and was sent under a new key.
+    assert [p.idempotency_key for p in charge_posts(fake_stripe)] == [f"charge:{c.uuid}:1~2" for c in charges]
     assert len(charges_at_fake(fake_stripe)) == 3
     assert StripeCharge.objects.filter(is_charged=True).count() == 3
 

@@ -138,7 +138,14 @@ class StripeCharge(StripeBasicModel):
                 DeprecationWarning,
                 stacklevel=2,
             )
-        operation = self._plan_charge(payment_uuid)
+        using = router.db_for_write(type(self), instance=self)
+        with library_atomic(using=using):
+            lock_for_update(self)
+            operation = self.plan_charge(payment_uuid)
+        return self.send_charge(operation)
+
+    def send_charge(self, operation: StripeOperation) -> dict[str, Any] | None:
+        """Claim, send and record a planned charge (:meth:`plan_charge`); what :meth:`charge` returns."""
         outcome = journal.execute(operation, target=self)
         if outcome.succeeded:
             return outcome.result
@@ -146,43 +153,44 @@ class StripeCharge(StripeBasicModel):
             return None
         raise outcome.error or StripeInternalError()
 
-    def _plan_charge(self, payment_uuid: Any) -> StripeOperation:
-        """The operation that sends this charge: the unfinished one, or a new one (committed)."""
-        using = router.db_for_write(type(self), instance=self)
-        with library_atomic(using=using):
-            lock_for_update(self)
-            if self.is_charged:
-                raise StripeMethodNotAllowed("Already charged.")
-            # Planning an attempt sets attempt_started_at in the same transaction: without it, no
-            # operation of this row can be unfinished (one query less on the happy path).
-            unfinished = (
-                StripeOperation.unresolved_for(self).filter(kind="charge").first()
-                if self.attempt_started_at is not None
-                else None
-            )
-            if unfinished is not None:
-                if not unfinished.params:  # migrated from an older version: rebuilt, looked up first
-                    customer = StripeCustomer.get_customer_to_charge(self.user_id, preferred=self.customer)
-                    unfinished.params = journal.with_operation_id(
-                        self._charge_params(customer, payment_uuid), unfinished
-                    )
-                    unfinished.save(update_fields=["params", "updated"])
-                return unfinished
-            customer = self.check_chargeable()
-            if self.charge_attempt_failed:
-                self.attempt += 1
-                self.charge_attempt_failed = False
-            self.customer = customer
-            self.attempt_started_at = timezone.now()
-            self.save(update_fields=["customer", "attempt", "charge_attempt_failed", "attempt_started_at"])
-            return journal.plan(
-                self,
-                kind="charge",
-                service="charges",
-                method="create",
-                params=self._charge_params(customer, payment_uuid),
-                key=self.idempotency_key,
-            )
+    def plan_charge(self, payment_uuid: Any = None) -> StripeOperation:
+        """The operation that sends this charge: the unfinished one, or a new one.
+
+        Call it in a transaction holding this row's lock (``charge()`` does; ``charge_stripe``
+        claims rows with SKIP LOCKED) and commit before :meth:`send_charge`.
+        """
+        if self.is_charged:
+            raise StripeMethodNotAllowed("Already charged.")
+        # Planning an attempt sets attempt_started_at in the same transaction: without it, no
+        # operation of this row can be unfinished (one query less on the happy path).
+        unfinished = (
+            StripeOperation.unresolved_for(self).filter(kind="charge").first()
+            if self.attempt_started_at is not None
+            else None
+        )
+        if unfinished is not None:
+            if not unfinished.params:  # migrated from an older version: rebuilt, looked up first
+                customer = StripeCustomer.get_customer_to_charge(self.user_id, preferred=self.customer)
+                unfinished.params = journal.with_operation_id(
+                    self._charge_params(customer, payment_uuid), unfinished
+                )
+                unfinished.save(update_fields=["params", "updated"])
+            return unfinished
+        customer = self.check_chargeable()
+        if self.charge_attempt_failed:
+            self.attempt += 1
+            self.charge_attempt_failed = False
+        self.customer = customer
+        self.attempt_started_at = timezone.now()
+        self.save(update_fields=["customer", "attempt", "charge_attempt_failed", "attempt_started_at"])
+        return journal.plan(
+            self,
+            kind="charge",
+            service="charges",
+            method="create",
+            params=self._charge_params(customer, payment_uuid),
+            key=self.idempotency_key,
+        )
 
     def check_chargeable(self) -> StripeCustomer:
         """Raise what ``charge()`` raises before sending anything; else the customer it would charge.

@@ -7,7 +7,10 @@ from collections import Counter
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db.models import QuerySet
+from django.db import router
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Cast
+from django.utils import timezone
 
 from aa_stripe.exceptions import (
     AaStripeError,
@@ -16,11 +19,25 @@ from aa_stripe.exceptions import (
     StripeMethodNotAllowed,
     StripeOperationInProgress,
 )
+from aa_stripe.guard import library_atomic
 from aa_stripe.management.base import StripeCommand
-from aa_stripe.models import StripeCharge
+from aa_stripe.models import StripeCharge, StripeOperation
+from aa_stripe.operations import journal
 
 #: How many rows with invalid input a run lists one by one (all are counted).
 INVALID_ROWS_LISTED = 20
+
+
+def _sending_now() -> QuerySet[StripeOperation]:
+    """The charge operation of the outer row that another run planned or is sending right now (its
+    lease running): that run sends it. One whose run died is taken once its lease has run out."""
+    now = timezone.now()
+    return StripeOperation.objects.filter(
+        Q(state=StripeOperation.SENDING, lease_until__gt=now)
+        | Q(state=StripeOperation.PLANNED, created__gt=now - journal.lease()),
+        kind="charge",
+        object_id=Cast(OuterRef("pk"), CharField()),
+    )
 
 
 def queue() -> QuerySet[StripeCharge]:
@@ -93,42 +110,53 @@ class Command(StripeCommand):
             self.stdout.write(summary)
 
     def _claim_and_charge(self, last_pk: int) -> tuple[int, str] | None:
-        """Charge the next pending row; (pk, outcome) or None when none is left.
+        """Claim the next pending row, plan its charge, commit; then send it; (pk, outcome) or None.
 
-        No transaction is held here: ``charge()`` plans, claims (the journal's conditional UPDATE:
-        one run wins a row, another run is told it is in progress) and records in short
-        transactions of its own, none open while Stripe is called. Signals are sent after commit.
+        The claim is a short transaction taking the row with SKIP LOCKED (a run on another host
+        takes the next row instead of waiting) that commits the planned operation; Stripe is called
+        after it, with no transaction open, and the outcome is committed by the journal. Rows whose
+        charge another run is sending right now are not taken. Signals are sent after commit.
         """
-        charge = queue().filter(pk__gt=last_pk).first()
-        if charge is None:
-            return None
+        with library_atomic(using=router.db_for_write(StripeCharge)):
+            charge = (
+                queue()
+                .filter(pk__gt=last_pk)
+                .exclude(Exists(_sending_now()))
+                .select_for_update(skip_locked=True)
+                .first()
+            )
+            if charge is None:
+                return None
+            try:
+                operation = charge.plan_charge()
+            except Exception as err:  # nothing was planned, nothing sent: say why
+                return charge.pk, self._outcome_of_error(charge, err)
         try:
-            outcome = self._charge_one(charge)
-        except Exception as err:  # a signal receiver or the database failed: carry on with the rest
-            self._report_crash(charge, err)
-            outcome = "error"
-        return charge.pk, outcome
+            result = charge.send_charge(operation)
+        except Exception as err:
+            return charge.pk, self._outcome_of_error(charge, err)
+        return charge.pk, self._outcome_of_result(charge, result)
 
-    def _charge_one(self, charge: StripeCharge) -> str:
+    def _outcome_of_error(self, charge: StripeCharge, err: Exception) -> str:
         label = self._label(charge)
-        try:
-            result = charge.charge()
-        except StripeInternalError as err:
+        if isinstance(err, StripeInternalError):
             self.stderr.write(f"{label}: left for retry: {err.message}")
             return "retry"
-        except StripeInvalidInput:
+        if isinstance(err, StripeInvalidInput):
             self._list_invalid(charge)
             return "invalid"
-        except StripeOperationInProgress:
-            return "skipped"  # another run is sending it right now
-        except StripeMethodNotAllowed as err:
-            if charge.is_charged:  # charged by another run between our query and our lock
-                return "skipped"
+        if isinstance(err, StripeOperationInProgress) or (
+            isinstance(err, StripeMethodNotAllowed) and charge.is_charged
+        ):
+            return "skipped"  # another run is sending it, or charged it between query and lock
+        if isinstance(err, AaStripeError):
             self.stderr.write(f"{label}: {err.message}")
             return "error"
-        except AaStripeError as err:
-            self.stderr.write(f"{label}: {err.message}")
-            return "error"
+        self._report_crash(charge, err)  # a signal receiver or the database failed: carry on
+        return "error"
+
+    def _outcome_of_result(self, charge: StripeCharge, result: dict[str, Any] | None) -> str:
+        label = self._label(charge)
         if result is None:
             error = (charge.stripe_response or {}).get("error") or {}
             if self.verbosity >= 1:
