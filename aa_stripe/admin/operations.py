@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from aa_stripe.models import StripeOperation
 
@@ -30,6 +34,10 @@ class StripeOperationAdmin(admin.ModelAdmin):
     params_display = json_display("params", "params")
     result_display = json_display("result", "result")
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # The links from a charge, refund, subscription or coupon page filter on their row.
+        return lookup in _TARGET_LOOKUPS or super().lookup_allowed(lookup, value, request)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -38,3 +46,24 @@ class StripeOperationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+_TARGET_LOOKUPS = ("content_type__id__exact", "object_id__exact", "kind__exact")
+
+
+def operations_link(obj: Model, kind: str | None = None) -> str:
+    """A link to the operations of ``obj`` (of ``kind``), with how many are unresolved."""
+    content_type = ContentType.objects.get_for_model(type(obj))
+    operations = StripeOperation.objects.filter(content_type=content_type, object_id=str(obj.pk))
+    if kind:
+        operations = operations.filter(kind=kind)
+    total = operations.count()
+    unresolved = operations.filter(state__in=StripeOperation.UNRESOLVED).count()
+    url = reverse("admin:aa_stripe_stripeoperation_changelist")
+    query = f"?content_type__id__exact={content_type.pk}&object_id__exact={obj.pk}"
+    if kind:
+        query += f"&kind__exact={kind}"
+    label = f"{total} operation{'s' if total != 1 else ''}"
+    if unresolved:
+        label += f", {unresolved} unresolved"
+    return format_html('<a href="{}{}">{}</a>', url, query, label)

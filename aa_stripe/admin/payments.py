@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 from aa_stripe.exceptions import StripeCardError
 from aa_stripe.models import (
@@ -17,6 +19,7 @@ from aa_stripe.models import (
 )
 
 from .base import CURRENCY_FILTER, StripeModelAdmin, format_amount, json_display, user_search_fields
+from .operations import operations_link
 
 
 @admin.register(StripeCustomer)
@@ -90,7 +93,8 @@ class StripeChargeAdmin(StripeModelAdmin):
     autocomplete_fields = ("customer",)
     readonly_fields = (
         "uuid stripe_charge_id is_charged charge_attempt_failed amount_refunded is_refunded "
-        "stripe_refund_id attempt attempt_started_at created updated stripe_response_display"
+        "stripe_refund_id attempt attempt_started_at created updated stripe_response_display "
+        "operations_link"
     ).split()
     # what Stripe charged cannot be changed afterwards; comment and the source object stay editable
     locked_fields = ("user", "customer", "amount", "currency", "description", "statement_descriptor")
@@ -105,8 +109,30 @@ class StripeChargeAdmin(StripeModelAdmin):
         return format_amount(obj.amount_refunded, obj.currency) if obj.amount_refunded else "-"
 
     @admin.action(description="Refund selected charges")
-    def refund_charges(self, request: HttpRequest, queryset: QuerySet[StripeCharge]) -> None:
+    def refund_charges(
+        self, request: HttpRequest, queryset: QuerySet[StripeCharge]
+    ) -> TemplateResponse | None:
+        """First a page listing each charge and the amount that will be refunded; on "Yes" the
+        refunds, row by row (no transaction around them), each reported."""
+        if request.POST.get("confirmed") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/aa_stripe/stripecharge/refund_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "opts": self.model._meta,
+                    "queryset": queryset,
+                    "rows": [refund_preview(charge) for charge in queryset.select_related("user")],
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "title": "Refund charges?",
+                },
+            )
         self.run_per_row(request, queryset, "refund", doing="refund", done="Refunded")
+        return None
+
+    @admin.display(description="operations")
+    def operations_link(self, obj: StripeCharge) -> str:
+        return operations_link(obj)
 
     @admin.action(description="Charge selected charges now")
     def charge_now(self, request: HttpRequest, queryset: QuerySet[StripeCharge]) -> None:
@@ -122,6 +148,25 @@ class StripeChargeAdmin(StripeModelAdmin):
         self.run_per_row(request, queryset, charge, doing="charge", done="Charged")
 
 
+def refund_preview(charge: StripeCharge) -> dict[str, Any]:
+    """What "Refund selected charges" will do to ``charge``, for the confirmation page."""
+    left = (charge.amount or 0) - charge.amount_refunded
+    note = ""
+    if not charge.is_charged:
+        left, note = 0, "not charged: nothing will be refunded"
+    elif charge.pending_refund_amount is not None:
+        left, note = charge.pending_refund_amount, "an unconfirmed refund, sent again"
+    elif left <= 0:
+        note = "refunded in full already"
+    return {
+        "charge": charge,
+        "charged": format_amount(charge.amount, charge.currency),
+        "refunded": format_amount(charge.amount_refunded, charge.currency),
+        "to_refund": format_amount(max(left, 0), charge.currency),
+        "note": note,
+    }
+
+
 @admin.register(StripeRefund)
 class StripeRefundAdmin(StripeModelAdmin):
     list_display = ("__str__", "charge", "amount_display", "failure_code", "created")
@@ -130,8 +175,14 @@ class StripeRefundAdmin(StripeModelAdmin):
     search_fields = ("=stripe_refund_id", "=charge__stripe_charge_id", *user_search_fields("charge__user"))
     date_hierarchy = "created"
     readonly_fields = (
-        "charge stripe_refund_id failure_code amount_display created updated stripe_response_display".split()
-    )
+        "charge stripe_refund_id failure_code amount_display created updated stripe_response_display "
+        "operations_link"
+    ).split()
+
+    @admin.display(description="operations")
+    def operations_link(self, obj: StripeRefund) -> str:
+        return operations_link(obj.charge, kind="refund")
+
     exclude = ("stripe_response", "amount", "currency")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
