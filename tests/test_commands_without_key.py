@@ -19,7 +19,10 @@ pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Commands that only read or write this database, with the arguments they require.
-LOCAL_ONLY = {"prune_stripe_webhooks": ["--older-than", "90"]}
+LOCAL_ONLY = {
+    "prune_stripe_webhooks": ["--older-than", "90"],
+    "prune_stripe_operations": ["--older-than", "90"],
+}
 COMMANDS = sorted(name for name, app in get_commands().items() if app == "aa_stripe")
 
 
