@@ -37,9 +37,10 @@ NEW_TABLES = {
     "aa_stripe_striperequestkey",
 }
 # Our migrations after aa-stripe 0.13's: the squash, then 0023 onwards (from the files).
-NEW_MIGRATIONS = ["0001_squashed_0022_aa_stripe_0_13"] + sorted(
-    path.stem for path in (ROOT / "aa_stripe" / "migrations").glob("0*.py") if path.stem >= "0023"
-)
+NEW_MIGRATIONS = [
+    "0001_squashed_0022_aa_stripe_0_13",
+    *sorted(path.stem for path in (ROOT / "aa_stripe" / "migrations").glob("0*.py") if path.stem >= "0023"),
+]
 # Rows our migrate adds outside aa_stripe's own tables: the new migrations recorded, the
 # content type and the four permissions of each new model.
 ADDED_ROWS = {
