@@ -445,9 +445,10 @@ def test_g_customer_answer_lost_graphql_same_token_again__one_customer_one_row_s
     fake_stripe, user, plan
 ):
     """fault: createStripeCustomer's POST /v1/customers answer is lost (drop_after), no SDK retry /
-    outcome: the first call answers STRIPE_API_ERROR and keeps no row; asking again with the same token
-    replays: one customer at the fake, one active local row, which is the user's latest active
-    customer; createStripeSubscription then works with it."""
+    outcome: the first call answers STRIPE_API_ERROR and keeps a row out of use (not created at
+    Stripe, not the latest active customer) for the operation; asking again with the same token
+    finishes that row by replaying: one customer at the fake, one active local row, which is the
+    user's latest active customer; createStripeSubscription then works with it."""
     client = signed_in(user)
     token = fake_stripe.card_token()
     fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/customers")
@@ -455,7 +456,9 @@ def test_g_customer_answer_lost_graphql_same_token_again__one_customer_one_row_s
     first = create_customer(client, token)
 
     assert first["customer"] is None and codes(first) == [(None, "STRIPE_API_ERROR")]
-    assert not StripeCustomer.objects.exists()
+    [pending] = StripeCustomer.objects.all()
+    assert not pending.is_created_at_stripe and pending.stripe_customer_id == ""
+    assert StripeCustomer.get_latest_active_customer_for_user(user) is None
     assert len(customers_at_fake(fake_stripe)) == 1  # Stripe acted
 
     again = create_customer(client, token)
@@ -522,8 +525,10 @@ def test_i_customer_answer_lost_then_another_card__one_active_local_customer_sub
     fake_stripe, user, plan
 ):
     """fault: createStripeCustomer's answer is lost (drop_after); the user gives up and sends a
-    different card token / outcome: one local customer (the second card's), active and the latest;
-    no leftover row; createStripeSubscription then uses it."""
+    different card token / outcome: the second card's customer is active and the latest;
+    createStripeSubscription uses it. The lost one's row stays out of use until
+    reconcile_stripe_operations records the customer Stripe made from it: every customer at Stripe
+    has its row, and the latest stays the second card's."""
     client = signed_in(user)
     lost_token, other_token = fake_stripe.card_token(), fake_stripe.card_token("5555555555554444")
     fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/customers")
@@ -535,7 +540,8 @@ def test_i_customer_answer_lost_then_another_card__one_active_local_customer_sub
     other = create_customer(client, other_token)
 
     assert other["errors"] == []
-    [row] = StripeCustomer.objects.all()
+    lost, row = StripeCustomer.objects.order_by("id")
+    assert not lost.is_created_at_stripe and lost.stripe_js_response["id"] == lost_token["id"]
     assert row.is_active and row.is_created_at_stripe and row.stripe_js_response["id"] == other_token["id"]
     assert row.default_source_data["last4"] == "4444"
     assert StripeCustomer.get_latest_active_customer_for_user(user) == row
@@ -545,3 +551,11 @@ def test_i_customer_answer_lost_then_another_card__one_active_local_customer_sub
     assert subscribed["errors"] == []
     [subscription] = subscriptions_at_fake(fake_stripe)
     assert subscription["customer"] == row.stripe_customer_id
+
+    call_command("reconcile_stripe_operations", stdout=StringIO())
+
+    lost.refresh_from_db()
+    assert lost.is_created_at_stripe and lost.default_source_data["last4"] == "4242"
+    at_fake = {customer["id"] for customer in customers_at_fake(fake_stripe)}
+    assert at_fake == {lost.stripe_customer_id, row.stripe_customer_id}
+    assert StripeCustomer.get_latest_active_customer_for_user(user) == row

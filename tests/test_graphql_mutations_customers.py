@@ -119,14 +119,51 @@ def test_create_customer_refuses_what_is_not_a_token(fake_stripe, user, token):
     assert fake_stripe.proxy.calls() == [] and not StripeCustomer.objects.exists()
 
 
-def test_create_customer_unknown_outcome_is_a_stripe_api_error(fake_stripe, user):
+def test_create_customer_unknown_outcome_is_a_stripe_api_error_and_the_same_token_finishes_it(
+    fake_stripe, user
+):
+    """The row is kept out of use for the operation (Stripe may have made the customer); asking
+    again with the same token finishes that row: one customer, at Stripe and here."""
+    client, token = signed_in(user), fake_stripe.card_token()
     fake_stripe.proxy.inject("status", method="POST", path_prefix="/v1/customers", status=500)
 
-    payload = create(signed_in(user), fake_stripe.card_token())["data"]["createStripeCustomer"]
+    payload = create(client, token)["data"]["createStripeCustomer"]
 
     assert payload["customer"] is None
     assert [e["code"] for e in payload["errors"]] == ["STRIPE_API_ERROR"]
-    assert not StripeCustomer.objects.exists()
+    [pending] = StripeCustomer.objects.all()
+    assert not pending.is_created_at_stripe
+    assert StripeCustomer.get_latest_active_customer_for_user(user) is None
+
+    again = create(client, token)["data"]["createStripeCustomer"]
+
+    assert again["errors"] == [] and again["customer"]["id"] == to_global_id("StripeCustomer", pending.pk)
+    [at_fake] = fake_stripe.get("/v1/customers")["data"]
+    assert again["customer"]["stripeCustomerId"] == at_fake["id"] and StripeCustomer.objects.count() == 1
+
+
+def test_the_same_token_twice_is_the_same_customer(fake_stripe, user):
+    """A double submit whose first answer reached Stripe and us, but not the browser."""
+    client, token = signed_in(user), fake_stripe.card_token()
+    first = create(client, token)["data"]["createStripeCustomer"]
+
+    second = create(client, token)["data"]["createStripeCustomer"]
+
+    assert second["errors"] == [] and second["customer"] == first["customer"]
+    assert StripeCustomer.objects.count() == 1 and len(fake_stripe.get("/v1/customers")["data"]) == 1
+    assert len(fake_stripe.proxy.calls("POST", "/v1/customers")) == 1
+
+
+def test_another_users_token_is_not_allowed(fake_stripe, user, other_user):
+    token = fake_stripe.card_token()
+    create(signed_in(user), token)
+
+    payload = create(signed_in(other_user), token)["data"]["createStripeCustomer"]
+
+    assert payload["customer"] is None
+    assert [(e["field"], e["code"]) for e in payload["errors"]] == [(None, "NOT_ALLOWED")]
+    assert not StripeCustomer.objects.filter(user=other_user).exists()
+    assert len(fake_stripe.proxy.calls("POST", "/v1/customers")) == 1
 
 
 @pytest.mark.parametrize(
@@ -244,6 +281,20 @@ def test_unknown_customer_id_is_not_found(fake_stripe, user):
             "addStripeCustomerSource"
         ]
         assert [(e["field"], e["code"]) for e in payload["errors"]] == [("customer", "NOT_FOUND")]
+
+
+def test_a_card_whose_answer_was_lost_is_added_once_by_sending_it_again(fake_stripe, user, customer):
+    token = fake_stripe.card_token("5555555555554444")
+    client = signed_in(user)
+    fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/customers/")
+
+    lost = add_source(client, customer, token)["data"]["addStripeCustomerSource"]
+    again = add_source(client, customer, token)["data"]["addStripeCustomerSource"]
+
+    assert [e["code"] for e in lost["errors"]] == ["STRIPE_API_ERROR"]
+    assert again["errors"] == [] and again["customer"]["defaultSourceCard"]["last4"] == "4444"
+    first, retry = fake_stripe.proxy.calls("POST", f"/v1/customers/{customer.stripe_customer_id}")
+    assert retry.idempotency_key == first.idempotency_key and retry.replayed
 
 
 def test_adding_a_declined_card_keeps_the_old_default(fake_stripe, user, customer):

@@ -51,27 +51,20 @@ class StripeCustomer(StripeBasicModel):
     def create_at_stripe(self, description: str | None = None) -> StripeCustomer:
         """Create the customer at Stripe from ``stripe_js_response["id"]`` (a single-use token).
 
-        The token id is the idempotency key: a retry after a lost answer replays the same
-        customer instead of creating a second one.
+        A durable operation of the journal (:mod:`aa_stripe.operations.journal`): planned and
+        committed (a new instance is saved for it) before Stripe is called, recorded after. The
+        token names the operation (key ``customer:create:<token>``): a token makes at most one
+        customer, whichever row or instance asks.
+
+        - Declined card (or a token Stripe refuses): :class:`StripeCardError`
+          (:class:`StripeInvalidRequestError`); nothing is created, and a new instance is not kept.
+        - Network error, timeout, 5xx: :class:`StripeInternalError`; the row is kept, not created at
+          Stripe, and asking again with the same token (this row, or a new instance: it becomes
+          this row) finishes it without a second customer, as ``reconcile_stripe_operations`` does.
+        - The token's customer exists already: a new instance becomes that row and is returned;
+          another row gets :class:`StripeMethodNotAllowed`, as does this row once created.
         """
-        if self.is_created_at_stripe:
-            raise StripeMethodNotAllowed("This customer is already created at Stripe.")
-        token = (self.stripe_js_response or {}).get("id")
-        if not token:
-            raise StripeMethodNotAllowed('stripe_js_response has no token "id" to create a customer from.')
-        if description is None:
-            description = f"{self.user} id: {self.user.pk}"
-        customer = stripe_api.call(
-            "customers",
-            "create",
-            params={"source": token, "description": description, "expand": ["sources"]},
-            idempotency_key=f"customer:create:{token}",
-        )
-        self.stripe_customer_id = customer["id"]
-        self.is_created_at_stripe = True
-        self._apply_stripe_customer(customer)
-        self.save()
-        return self
+        return customer_operations.create(self, description)
 
     @classmethod
     def get_latest_active_customer_for_user(cls, user: Any) -> StripeCustomer | None:
@@ -102,17 +95,9 @@ class StripeCustomer(StripeBasicModel):
         return customer
 
     def change_description(self, description: str) -> dict[str, Any]:
-        """Set the customer's description at Stripe; returns Stripe's customer."""
-        self._require_stripe_id()
-        customer = stripe_api.call(
-            "customers",
-            "update",
-            self.stripe_customer_id,
-            params={"description": description, "expand": ["sources"]},
-        )
-        self._apply_stripe_customer(customer)
-        self.save()
-        return customer
+        """Set the customer's description at Stripe (an operation of the journal); returns Stripe's
+        customer."""
+        return customer_operations.update(self, {"description": description, "expand": ["sources"]})
 
     def retrieve_from_stripe(self) -> dict[str, Any]:
         """Stripe's current customer object (with its sources expanded)."""
@@ -161,18 +146,19 @@ class StripeCustomer(StripeBasicModel):
     def add_new_source(
         self, source_token: str, stripe_js_response: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Add a card (token from stripe.js) to the customer; it becomes the default source."""
-        self._require_stripe_id()
-        customer = stripe_api.call(
-            "customers",
-            "update",
-            self.stripe_customer_id,
-            params={"source": source_token, "expand": ["sources"]},
-            idempotency_key=f"customer:source:{self.stripe_customer_id}:{source_token}",
+        """Add a card (token from stripe.js) to the customer; it becomes the default source.
+
+        An operation of the journal under the key ``customer:source:<customer>:<token>``: asking
+        again with the same token after a lost answer finishes it, never adds the card twice.
+        """
+        customer = customer_operations.update(
+            self,
+            {"source": source_token, "expand": ["sources"]},
+            key=f"customer:source:{self.stripe_customer_id}:{source_token}",
         )
         if stripe_js_response:
             self.stripe_js_response = stripe_js_response
-        self.update_from_stripe_data(customer)
+            self.save(update_fields=["stripe_js_response", "updated"])
         return customer
 
     @property
@@ -198,3 +184,7 @@ class StripeCustomer(StripeBasicModel):
     def _require_stripe_id(self) -> None:
         if not self.stripe_customer_id:
             raise StripeMethodNotAllowed("This customer is not created at Stripe yet.")
+
+
+# The journal's customer kinds; imported last, as they need the model.
+from . import customer_operations  # noqa: E402

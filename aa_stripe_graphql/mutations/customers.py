@@ -1,4 +1,9 @@
-"""Customers: create one from a stripe.js token, add a card."""
+"""Customers: create one from a stripe.js token, add a card.
+
+What a retry does is the domain's (``StripeCustomer.create_at_stripe()``, ``add_new_source()``, the
+operations journal), so admin, commands and host code get the same: an unknown outcome answers
+``STRIPE_API_ERROR`` and asking again with the same token finishes it (one customer, one card).
+"""
 
 from __future__ import annotations
 
@@ -35,8 +40,8 @@ class CreateStripeCustomer(StripeMutation):
     def perform(cls, info: Any, stripe_js_response: Any, **data: Any) -> dict[str, Any]:
         owner = require_stripe_user(info)
         token = _token(stripe_js_response)
-        # create_at_stripe saves the row only once Stripe created the customer: a declined card
-        # leaves no row.
+        # A new instance: create_at_stripe() keeps no row for a declined card, and turns it into the
+        # row of an earlier request with the same token (unknown outcome, or a double submit).
         customer = StripeCustomer(user=owner, stripe_js_response=token)
         customer.create_at_stripe()
         return {"customer": customer}

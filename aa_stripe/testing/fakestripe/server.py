@@ -35,6 +35,7 @@ from localstripe.resources import (
     Coupon,
     Customer,
     Event,
+    Plan,
     Refund,
     Subscription,
     Token,
@@ -169,6 +170,61 @@ Coupon.__init__ = _coupon_init_current
 Coupon.valid = property(_coupon_valid, _coupon_set_valid)
 Coupon._api_update = _coupon_update
 Coupon._api_delete = _coupon_delete
+
+
+# --- Ids chosen by the caller (coupons, plans) ------------------------------------------------------
+# Stripe refuses an id in use with 400 invalid_request_error, code resource_already_exists ("Coupon
+# already exists."), and creates nothing. localstripe answers 409 Conflict (which clients take for
+# a transient failure) and, for a plan, has already created the plan's inline product by then.
+def _refuse_taken_id(object_name: str, title: str, id: Any) -> None:
+    if type(id) is str and id and resources.store.get(f"{object_name}:{id}") is not None:
+        raise _bad_request(f"{title} already exists.", code="resource_already_exists", param="id")
+
+
+_coupon_init_any_id = Coupon.__init__
+_plan_init = Plan.__init__
+
+
+def _coupon_init_unique(self: Coupon, id: str | None = None, **kwargs: Any) -> None:
+    _refuse_taken_id("coupon", "Coupon", id)
+    _coupon_init_any_id(self, id=id, **kwargs)
+
+
+def _plan_init_unique(self: Plan, id: str | None = None, **kwargs: Any) -> None:
+    _refuse_taken_id("plan", "Plan", id)
+    _plan_init(self, id=id, **kwargs)
+
+
+Coupon.__init__ = _coupon_init_unique
+Plan.__init__ = _plan_init_unique
+
+
+# --- Coupon lists --------------------------------------------------------------------------------
+# Stripe's GET /v1/coupons takes `created` (a timestamp, or gt/gte/lt/lte); localstripe refuses any
+# filter. The library finds a coupon whose creation answer was lost among those created since.
+_CREATED_TESTS = {
+    "gt": lambda value, bound: value > bound,
+    "gte": lambda value, bound: value >= bound,
+    "lt": lambda value, bound: value < bound,
+    "lte": lambda value, bound: value <= bound,
+}
+
+
+@classmethod
+def _coupon_list_all(cls: type[Coupon], url: str, created: Any = None, **kwargs: Any) -> Any:
+    bounds = created if type(created) is dict else {} if created is None else {"eq": created}
+    tests = []
+    for name, bound in bounds.items():
+        number = try_convert_to_int(bound)
+        if type(number) is not int or (name != "eq" and name not in _CREATED_TESTS):
+            raise _bad_request("Invalid created filter", param=f"created[{name}]")
+        tests.append((_CREATED_TESTS.get(name, lambda value, bound: value == bound), number))
+    listed = super(Coupon, cls)._api_list_all(url, **kwargs)
+    listed._list = [obj for obj in listed._list if all(test(obj.created, n) for test, n in tests)]
+    return listed
+
+
+Coupon._api_list_all = _coupon_list_all
 
 
 # --- Subscriptions -------------------------------------------------------------------------------
@@ -307,8 +363,26 @@ def _customer_update_current(cls: type[Customer], id: str, source: Any = None, *
     return _customer_update(cls, id, **data)
 
 
+# Stripe filters the customer list by `created` (the journal finds a customer whose creation answer
+# was lost among those created since); localstripe's customer list takes `email` only. As for
+# charges, only `created[gt]` is implemented.
+_customer_list = Customer.__dict__["_api_list_all"].__func__
+
+
+@classmethod
+def _customer_list_created(cls: type[Customer], url: str, created: Any = None, **data: Any) -> Any:
+    li = _customer_list(cls, url, **data)
+    if created is not None:
+        gt = try_convert_to_int(created.get("gt")) if isinstance(created, dict) else None
+        if len(created) != 1 or not isinstance(gt, int):
+            raise _bad_request("The fake filters customers by created[gt] only.", param="created")
+        li._list = [customer for customer in li._list if customer.created > gt]
+    return li
+
+
 Customer._api_create = _customer_create_atomic
 Customer._api_update = _customer_update_current
+Customer._api_list_all = _customer_list_created
 
 
 # --- Refunds -------------------------------------------------------------------------------------
