@@ -11,9 +11,12 @@ import pytest
 import requests
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connections
 from django.utils import timezone
 
-from aa_stripe.models import StripeSubscription
+from aa_stripe import stripe_api
+from aa_stripe.models import StripeSubscription, subscription_operations
+from aa_stripe.operations import journal
 
 pytestmark = pytest.mark.django_db
 
@@ -197,3 +200,46 @@ def test_failures_reach_a_real_sentry_sdk(fake_stripe, make):
     assert message.endswith("1 failed (reported to Sentry)")
     events = [item.payload.json for envelope in envelopes for item in envelope.items if item.type == "event"]
     assert any(failing.stripe_subscription_id in str(event.get("extra")) for event in events)
+
+
+# --- the journal: no transaction during the call, several hosts at once ---------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("args", [(), ("--now",)])
+def test_end_subscriptions_holds_no_transaction_while_stripe_answers(fake_stripe, customer, plan, args):
+    """The command called Stripe inside transaction.atomic with the row locked (SELECT ... FOR
+    UPDATE SKIP LOCKED). A transactional test: Django's own view of open transactions is exact."""
+    due = StripeSubscription.objects.create(
+        user=customer.user, plan=plan, end_date=timezone.localdate() - timedelta(days=1)
+    )
+    due.create_at_stripe()
+    original = stripe_api.call
+    open_during_writes: list[bool] = []
+
+    def call(service, method, *ids, **kwargs):
+        if method not in stripe_api.READ_METHODS:
+            open_during_writes.append(any(c.in_atomic_block for c in connections.all(initialized_only=True)))
+        return original(service, method, *ids, **kwargs)
+
+    stripe_api.call = call
+    try:
+        assert "1 canceled" in run(*args)[0]
+    finally:
+        stripe_api.call = original
+
+    assert open_during_writes == [False]
+
+
+def test_end_subscriptions_leaves_a_cancel_another_host_is_sending(fake_stripe, customer, plan):
+    due = StripeSubscription.objects.create(
+        user=customer.user, plan=plan, end_date=timezone.localdate() - timedelta(days=1)
+    )
+    due.create_at_stripe()
+    journal.claim(subscription_operations.plan_cancel(due, at_period_end=True))  # another host's
+    fake_stripe.proxy.reset()
+
+    out, _ = run()
+
+    assert "0 canceled (at the period end), 0 already canceled, 0 failed, 1 in progress elsewhere" in out
+    assert cancel_requests(fake_stripe) == []

@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import StripeCardError
-from aa_stripe.models import StripeCharge, StripeCustomer, StripeSubscription
+from aa_stripe.models import StripeCharge, StripeCustomer, StripeOperation, StripeSubscription
 from aa_stripe.signals import stripe_charge_card_exception, stripe_charge_succeeded
 
 pytestmark = pytest.mark.django_db
@@ -137,7 +137,12 @@ def test_subscriptions(fake_stripe, user, plan):
     # "returns whole subscription data sent by stripe, including, in example, discounts."
     assert subscription_data["object"] == "subscription"
     assert subscription_data["id"] == subscription.stripe_subscription_id
-    assert subscription_data["metadata"] == {"name": "test subscription"}
+    operation = StripeOperation.objects.get(kind="subscription_create")
+    assert subscription_data["metadata"] == {  # the host's, plus the ids the journal finds it by
+        "name": "test subscription",
+        "subscription_uuid": str(subscription.uuid),
+        "operation": str(operation.uuid),
+    }
     assert subscription_data["customer"] == customer.stripe_customer_id
     assert "discount" in subscription_data
 

@@ -16,7 +16,7 @@ from aa_stripe.exceptions import (
     StripeMethodNotAllowed,
     StripeNoActiveCustomer,
 )
-from aa_stripe.models import StripeCoupon, StripeSubscription, StripeSubscriptionPlan
+from aa_stripe.models import StripeCoupon, StripeOperation, StripeSubscription, StripeSubscriptionPlan
 from tests.conftest import make_customer
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,14 @@ def test_create_uses_the_users_latest_active_customer(fake_stripe, user, plan):
     assert sub.stripe_response["id"] == returned["id"]
     stripe_sub = at_fake(sub)
     assert stripe_sub["customer"] == latest.stripe_customer_id
-    assert stripe_sub["metadata"] == {"name": "test"}
+    operation = StripeOperation.objects.get(kind="subscription_create", object_id=str(sub.pk))
+    # The row's uuid and the operation's id let a lookup find it after a lost answer.
+    assert stripe_sub["metadata"] == {
+        "name": "test",
+        "subscription_uuid": str(sub.uuid),
+        "operation": str(operation.uuid),
+    }
+    assert operation.state == StripeOperation.SUCCEEDED and operation.stripe_id == returned["id"]
     assert stripe_sub["items"]["data"][0]["plan"]["id"] == plan.stripe_plan_id
     assert stripe_sub["status"] == "active"
     (sent,) = fake_stripe.proxy.calls("POST", "/v1/subscriptions")

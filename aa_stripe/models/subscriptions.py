@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, router
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -13,11 +13,15 @@ from django.utils.translation import gettext_lazy as _
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import (
     StripeAlreadyCanceled,
-    StripeInvalidRequestError,
+    StripeInternalError,
     StripeMethodNotAllowed,
+    StripeOperationInProgress,
 )
+from aa_stripe.guard import library_atomic
+from aa_stripe.operations import journal
+from aa_stripe.operations.record import StripeOperation
 
-from .base import USER_MODEL, StripeBasicModel, timestamp_to_datetime
+from .base import USER_MODEL, StripeBasicModel, lock_for_update, timestamp_to_datetime
 from .coupons import StripeCoupon
 from .customers import StripeCustomer
 from .plans import StripeSubscriptionPlan
@@ -86,35 +90,59 @@ class StripeSubscription(StripeBasicModel):
     def __str__(self) -> str:
         return f"{self.user} on {self.plan.name} ({self.stripe_subscription_id or 'not at Stripe'})"
 
+    @classmethod
+    def subscribe(
+        cls,
+        user: Any,
+        plan: StripeSubscriptionPlan,
+        *,
+        coupon: StripeCoupon | None = None,
+        metadata: dict[str, Any] | None = None,
+        customer: StripeCustomer | None = None,
+    ) -> StripeSubscription:
+        """Subscribe ``user`` to ``plan`` at Stripe; the new row, created there.
+
+        Safe to call again with the same arguments after any failure: an identical earlier request
+        whose outcome is unknown is finished (its row, its frozen request) instead of subscribing
+        twice, and one being sent right now raises :class:`StripeOperationInProgress`.
+
+        Errors from Stripe (and the in-progress one) carry the row as ``error.subscription``: the
+        unfinished row when the outcome is unknown, the row when Stripe refused a retry (Stripe
+        may have acted on an earlier attempt: never deleted), None when Stripe refused the first
+        and only attempt (the row is deleted). Refusals before anything is sent
+        (:class:`StripeNoActiveCustomer`, a deleted coupon, a plan not at Stripe) make no row.
+        """
+        operation, row, made_now = subscription_operations.plan_subscribe(
+            user, plan, coupon, metadata or {}, customer
+        )
+        try:
+            outcome = journal.execute(operation, target=row)
+        except StripeOperationInProgress as err:
+            err.subscription = row  # type: ignore[attr-defined]
+            raise
+        if outcome.succeeded:
+            return row
+        error = outcome.error or StripeInternalError()
+        kept: StripeSubscription | None = row
+        if outcome.state == StripeOperation.REFUSED and made_now:
+            row.delete()  # refused at its one and only attempt: Stripe made nothing
+            kept = None
+        error.subscription = kept  # type: ignore[attr-defined]
+        raise error
+
     def create_at_stripe(self) -> dict[str, Any]:
         """Create the subscription at Stripe; returns Stripe's subscription.
 
-        Uses ``customer`` when set, else the user's latest active customer. The row's UUID
-        is the idempotency key, so a retry after a lost answer replays the same subscription.
+        Uses ``customer`` when it is active, else the user's latest active customer. A durable
+        operation of the journal, as ``StripeCharge.charge()`` is: the request is committed with
+        its idempotency key (``subscription:<uuid>``) before Stripe is called, and after an unknown
+        outcome calling again re-sends it exactly as it went (also when the customer changed
+        meanwhile), after looking it up at Stripe when the key may be gone or a 5xx would be
+        replayed. Stripe refused it: its error is raised and a later call is a new attempt.
+        Works on the saved row (an unsaved one is saved first).
         """
-        if self.is_created_at_stripe:
-            raise StripeMethodNotAllowed("This subscription is already created at Stripe.")
-        if not self.plan.is_created_at_stripe:
-            raise StripeMethodNotAllowed("The plan is not created at Stripe yet.")
-        customer = StripeCustomer.get_customer_to_charge(self.user, preferred=self.customer)
-        self.customer = customer
-        params: dict[str, Any] = {
-            "customer": customer.stripe_customer_id,
-            "items": [{"plan": self.plan.stripe_plan_id}],
-            "metadata": self.metadata or {},
-            # A declined first payment is a card error (402), as with charges, instead of an
-            # "incomplete" subscription that Stripe's default (allow_incomplete) would create.
-            "payment_behavior": "error_if_incomplete",
-        }
-        if self.coupon_id and self.coupon.is_deleted:
-            raise StripeMethodNotAllowed(f"The coupon {self.coupon.coupon_id} is deleted.")
-        if self.coupon_id:
-            params["discounts"] = [{"coupon": self.coupon.coupon_id}]
-        subscription = stripe_api.call(
-            "subscriptions", "create", params=params, idempotency_key=f"subscription:{self.uuid}"
-        )
-        self.set_stripe_data(subscription)
-        return subscription
+        operation = subscription_operations.plan_create(self)
+        return journal.raise_unless_succeeded(journal.execute(operation, target=self))
 
     def set_stripe_data(self, subscription: dict[str, Any]) -> None:
         """Apply Stripe's subscription object to the row (no Stripe call) and save."""
@@ -139,35 +167,29 @@ class StripeSubscription(StripeBasicModel):
         if not self.stripe_subscription_id:
             raise StripeMethodNotAllowed("This subscription is not created at Stripe yet.")
         subscription = stripe_api.call("subscriptions", "retrieve", self.stripe_subscription_id)
-        self.set_stripe_data(subscription)
+        # Read first, then lock and apply: no lock is held while Stripe answers.
+        with library_atomic(using=router.db_for_write(type(self), instance=self)):
+            lock_for_update(self)
+            self.set_stripe_data(subscription)
         return subscription
 
     def cancel(self, at_period_end: bool = False) -> dict[str, Any]:
         """Cancel at Stripe now, or at the end of the paid period with ``at_period_end=True``.
 
         Raises :class:`StripeAlreadyCanceled` when it is already canceled (or already set to
-        end at the period end and ``at_period_end`` is asked again).
+        end at the period end and ``at_period_end`` is asked again). A durable operation of the
+        journal: after an unknown outcome, calling again (or ``reconcile_stripe_operations``)
+        finishes the same request; while another cancellation of the row is unfinished,
+        :class:`StripeOperationInProgress`. A subscription Stripe no longer has counts as canceled.
         """
         self._refuse_if_canceled(at_period_end)
-        current = self.refresh_from_stripe()
+        self.refresh_from_stripe()
         self._refuse_if_canceled(at_period_end)
-        try:
-            if at_period_end:
-                subscription = stripe_api.call(
-                    "subscriptions",
-                    "update",
-                    self.stripe_subscription_id,
-                    params={"cancel_at_period_end": True},
-                )
-            else:
-                subscription = stripe_api.call("subscriptions", "cancel", self.stripe_subscription_id)
-        except StripeInvalidRequestError as err:
-            if err.kind != "not_found":
-                raise
-            subscription = {**current, "status": self.STATUS_CANCELED}
-        self.canceled_at = self.canceled_at or timezone.now()
-        self.set_stripe_data(subscription)
-        return subscription
+        operation = subscription_operations.plan_cancel(self, at_period_end)
+        outcome = journal.execute(operation, target=self)
+        if subscription_operations.is_gone(outcome):
+            return self.stripe_response
+        return journal.raise_unless_succeeded(outcome)
 
     def _refuse_if_canceled(self, at_period_end: bool) -> None:
         if self.status == self.STATUS_CANCELED:
@@ -199,3 +221,7 @@ class StripeSubscription(StripeBasicModel):
             subscription.cancel(at_period_end=at_period_end)
             canceled += 1
         return canceled
+
+
+# The journal's subscription kinds (imported last: it needs StripeSubscription defined).
+from . import subscription_operations  # noqa: E402

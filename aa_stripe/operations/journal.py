@@ -19,6 +19,7 @@ Leases and the 24-hour limit are measured on Django's clock (``timezone.now()``)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,7 +244,16 @@ def execute(operation: StripeOperation, target: Any = None) -> Outcome:
     """Claim, send and record ``operation``; the outcome (its kind's recorder has applied it)."""
     claim(operation)
     outcome = send(operation)
-    KINDS[operation.kind].record(operation, outcome, target)
+    try:
+        KINDS[operation.kind].record(operation, outcome, target)
+    except BaseException:
+        # Recording failed (the database, a bug): free the claim at once, so the next call re-sends
+        # the same request and Stripe replays its answer, instead of waiting for the lease to end.
+        with contextlib.suppress(Exception):  # a broken transaction: the lease frees it later
+            StripeOperation.objects.filter(
+                pk=operation.pk, state=StripeOperation.SENDING, attempts=operation.attempts
+            ).update(state=StripeOperation.UNKNOWN, lease_until=None, updated=timezone.now())
+        raise
     return outcome
 
 

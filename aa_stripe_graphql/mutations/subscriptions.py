@@ -1,10 +1,11 @@
 """Subscriptions: subscribe the signed-in user to a plan, cancel a subscription.
 
-An unknown outcome at Stripe (network error, timeout, 5xx: ``StripeInternalError``) keeps the
-new row and returns it with ``STRIPE_API_ERROR``: Stripe may have made the subscription, and the
-row's UUID is its idempotency key. Asking again with the same plan, coupon and metadata reuses
-that row, so the retry replays the first request instead of subscribing twice. Any other failure
-before or at Stripe leaves no row.
+The retry policy is the domain's (``StripeSubscription.subscribe``): an unknown outcome at Stripe
+(network error, timeout, 5xx) keeps the new row and returns it with ``STRIPE_API_ERROR``; asking
+again with the same plan, coupon and metadata finishes that row's frozen request instead of
+subscribing twice, and an identical request still being sent is answered with the in-progress
+error. A refusal of the first attempt leaves no row; a row Stripe may have acted on is never
+deleted.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import graphene
 
 from aa_stripe.exceptions import (
     AaStripeError,
-    StripeInternalError,
     StripeInvalidRequestError,
     StripeMethodNotAllowed,
+    StripeNoActiveCustomer,
 )
-from aa_stripe.models import StripeCoupon, StripeCustomer, StripeSubscription, StripeSubscriptionPlan
+from aa_stripe.models import StripeCoupon, StripeSubscription, StripeSubscriptionPlan
 
 from ..errors import StripeErrorCode, error_from_exception
 from ..permissions import has_perm, require_signed_in
@@ -52,14 +53,6 @@ def _coupon(coupon_id: str | None) -> StripeCoupon | None:
     return coupon
 
 
-def _pending_row(user: Any, plan: StripeSubscriptionPlan, coupon: StripeCoupon | None, metadata: dict) -> Any:
-    """A row of an earlier identical request whose outcome at Stripe is unknown, else None."""
-    candidates = StripeSubscription.objects.filter(
-        user_id=user.pk, plan=plan, coupon=coupon, is_created_at_stripe=False
-    ).order_by("-pk")
-    return next((row for row in candidates if row.metadata == metadata), None)
-
-
 def _error_field(error: AaStripeError) -> str | None:
     if isinstance(error, StripeInvalidRequestError) and error.param:
         return "coupon" if error.param.startswith(("coupon", "discounts")) else None
@@ -86,25 +79,17 @@ class CreateStripeSubscription(StripeMutation):
         found_plan = _plan(info, plan)
         found_coupon = _coupon(coupon)
         values = metadata_object(metadata)
-        if StripeCustomer.get_latest_active_customer_for_user(user) is None:
+        try:
+            row = StripeSubscription.subscribe(user, found_plan, coupon=found_coupon, metadata=values)
+        except StripeNoActiveCustomer:
             raise UserError(
                 StripeErrorCode.NO_ACTIVE_CUSTOMER, "Add a card first: you have no active customer."
-            )
-        row = _pending_row(user, found_plan, found_coupon, values) or StripeSubscription(
-            user=user, plan=found_plan, coupon=found_coupon, metadata=values
-        )
-        # Committed before Stripe is called (the view is non-atomic): whatever fails after Stripe
-        # acted, the row and its idempotency key survive, and a retry replays instead of subscribing
-        # again. Only a definite refusal removes it.
-        row.save()
-        try:
-            row.create_at_stripe()
-        except StripeInternalError as err:
-            row.save()  # keeps the customer chosen, so that a retry sends the same request
-            return with_error("subscription", row, err)
-        except AaStripeError as err:  # refused here or by Stripe: nothing was created there
-            row.delete()
-            return {"errors": [error_from_exception(err, _error_field(err))]}
+            ) from None
+        except AaStripeError as err:
+            kept = getattr(err, "subscription", None)  # a row Stripe may have acted on, kept
+            if kept is None:
+                return {"errors": [error_from_exception(err, _error_field(err))]}
+            return with_error("subscription", kept, err, _error_field(err))
         return {"subscription": row}
 
 

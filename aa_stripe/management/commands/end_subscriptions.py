@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import router, transaction
 
-from aa_stripe.exceptions import AaStripeError, StripeAlreadyCanceled
+from aa_stripe.exceptions import AaStripeError, StripeAlreadyCanceled, StripeOperationInProgress
 from aa_stripe.management.base import StripeCommand
 from aa_stripe.models import StripeSubscription
 
@@ -43,10 +42,12 @@ def configured_sentry() -> Any:
 class Command(StripeCommand):
     help = (
         "Cancel at Stripe every running subscription whose end_date has passed (at the end of the "
-        "paid period by default, --now to cancel immediately). Each subscription is claimed with "
-        "SELECT ... FOR UPDATE SKIP LOCKED, so runs on several hosts share the work. Failures do "
-        "not stop the run; they are reported at the end, through Sentry when sentry_sdk is "
-        "configured, else on stderr, and the exit code is then non-zero."
+        "paid period by default, --now to cancel immediately). Each cancellation is an operation of "
+        "the journal: planned and committed, claimed by one worker, sent with no transaction open, "
+        "recorded; runs on several hosts at once never cancel twice (a subscription another run is "
+        "cancelling is counted as in progress there). Failures do not stop the run; they are "
+        "reported at the end, through Sentry when sentry_sdk is configured, else on stderr, and the "
+        "exit code is then non-zero; reconcile_stripe_operations or the next run finishes them."
     )
     command_name = "end_subscriptions"
 
@@ -58,38 +59,43 @@ class Command(StripeCommand):
         counts: Counter[str] = Counter()
         failures: list[Failure] = []
         last_pk = 0
-        while (claimed := self._claim_and_cancel(last_pk, now, failures)) is not None:
-            last_pk, outcome = claimed
-            counts[outcome] += 1
+        while (subscription := self._next_due(last_pk)) is not None:
+            last_pk = subscription.pk
+            counts[self._cancel(subscription, now, failures)] += 1
         sent_to = self._report(failures)
         when = "now" if now else "at the period end"
         summary = (
             f"{self.command_name}: {counts['canceled']} canceled ({when}), "
             f"{counts['already']} already canceled, {len(failures)} failed"
         )
+        if counts["busy"]:
+            summary += f", {counts['busy']} in progress elsewhere"
         if failures:
             raise CommandError(f"{summary}{sent_to}")
         if self.verbosity >= 1:
             self.stdout.write(summary)
 
-    def _claim_and_cancel(self, last_pk: int, now: bool, failures: list[Failure]) -> tuple[int, str] | None:
-        with transaction.atomic(using=router.db_for_write(StripeSubscription)):
-            due = StripeSubscription.get_subcriptions_for_cancel().filter(pk__gt=last_pk).order_by("pk")
-            subscription = due.select_for_update(skip_locked=True).first()
-            if subscription is None:
-                return None
-            try:
-                subscription.cancel(at_period_end=not now)
-            except StripeAlreadyCanceled:
-                return subscription.pk, "already"  # canceled meanwhile (dashboard, another host)
-            except Exception as err:  # one failure must not stop the others
-                failures.append(
-                    Failure(subscription.pk, subscription.stripe_subscription_id, subscription.user_id, err)
-                )
-                return subscription.pk, "failed"
+    @staticmethod
+    def _next_due(last_pk: int) -> StripeSubscription | None:
+        # Read afresh each time: what another run finished meanwhile is no longer due.
+        due = StripeSubscription.get_subcriptions_for_cancel().filter(pk__gt=last_pk).order_by("pk")
+        return due.select_related("plan").first()
+
+    def _cancel(self, subscription: StripeSubscription, now: bool, failures: list[Failure]) -> str:
+        try:
+            subscription.cancel(at_period_end=not now)
+        except StripeAlreadyCanceled:
+            return "already"  # canceled meanwhile (dashboard, another host)
+        except StripeOperationInProgress:
+            return "busy"  # another host is sending this cancellation right now
+        except Exception as err:  # one failure must not stop the others
+            failures.append(
+                Failure(subscription.pk, subscription.stripe_subscription_id, subscription.user_id, err)
+            )
+            return "failed"
         if self.verbosity >= 2:
             self.stdout.write(f"canceled {subscription.stripe_subscription_id} (user {subscription.user_id})")
-        return subscription.pk, "canceled"
+        return "canceled"
 
     def _report(self, failures: list[Failure]) -> str:
         """Send failures to Sentry when it is configured, else write them on stderr."""

@@ -316,6 +316,42 @@ Subscription._api_create = _subscription_create
 Subscription._update = _subscription_update_current
 
 
+# Stripe filters the subscription list by `created` (a timestamp, or gt/gte/lt/lte): the library
+# looks up a subscription whose creation answer was lost by customer, status=all and created.
+# localstripe's list takes customer and status only (any other keyword: a 500).
+_subscription_list = Subscription.__dict__["_api_list_all"].__func__
+
+
+@classmethod
+def _subscription_list_created(cls: type[Subscription], url: str, created: Any = None, **kwargs: Any) -> Any:
+    bounds = created if type(created) is dict else {} if created is None else {"eq": created}
+    tests = []
+    for name, bound in bounds.items():
+        number = try_convert_to_int(bound)
+        if type(number) is not int or (name != "eq" and name not in _CREATED_TESTS):
+            raise _bad_request("Invalid created filter", param=f"created[{name}]")
+        tests.append((_CREATED_TESTS.get(name, lambda value, bound: value == bound), number))
+    listed = _subscription_list(cls, url, **kwargs)
+    listed._list = [sub for sub in listed._list if all(test(sub.created, n) for test, n in tests)]
+    return listed
+
+
+# Stripe answers 404 "No such subscription" to canceling a canceled subscription; localstripe
+# cancels it again (200, a new ended_at and a second customer.subscription.deleted event).
+_subscription_delete = Subscription.__dict__["_api_delete"].__func__
+
+
+@classmethod
+def _subscription_delete_once(cls: type[Subscription], id: str) -> Subscription:
+    if cls._api_retrieve(id).status == "canceled":
+        raise UserError(404, f"No such subscription: '{id}'", {"code": "resource_missing"})
+    return _subscription_delete(cls, id)
+
+
+Subscription._api_list_all = _subscription_list_created
+Subscription._api_delete = _subscription_delete_once
+
+
 # --- Customers -----------------------------------------------------------------------------------
 # Stripe creates no customer when the card in `source` is declined; localstripe creates the customer
 # first and fails attaching the card afterwards, leaving the customer behind. Check tokens up front.

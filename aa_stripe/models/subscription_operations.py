@@ -1,0 +1,333 @@
+"""How the journal writes subscriptions to Stripe: create, cancel now, cancel at the period end.
+
+Registered with :mod:`aa_stripe.operations.journal` when the models are imported, so that
+``StripeSubscription.subscribe()``, ``create_at_stripe()``, ``cancel()``, ``end_subscriptions`` and
+``reconcile_stripe_operations`` share one plan step and one recorder per kind:
+
+- ``subscription_create`` (``subscriptions.create``): key ``subscription:<uuid>`` (a deliberate new
+  attempt after Stripe refused one: ``subscription:<uuid>:<n>``); ``metadata`` names the row
+  (``subscription_uuid``) and the operation (``operation``). Lookup: the customer's subscriptions
+  with ``status=all`` (the default list hides canceled ones) created since the row, matched on
+  ``metadata[operation]``.
+- ``subscription_cancel`` (``subscriptions.cancel``) and ``subscription_cancel_at_period_end``
+  (``subscriptions.update``): key ``subscription-cancel[-at-period-end]:<uuid>:<n>``, one ``n`` per
+  deliberate request (a subscription set to end, reactivated at Stripe and set to end again must
+  not be answered with the first request's stored answer). Neither request takes our metadata (a
+  DELETE has no body; the update would stamp the cancel's id over the creation's). Lookup: the
+  subscription itself (retrieve). Stripe keeps no key for a DELETE and answers a second one with
+  404, so an unknown cancel is always looked up before it is sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import router
+from django.utils import timezone
+
+from aa_stripe import stripe_api
+from aa_stripe.exceptions import (
+    StripeInvalidRequestError,
+    StripeMethodNotAllowed,
+    StripeOperationInProgress,
+)
+from aa_stripe.guard import library_atomic
+from aa_stripe.operations import journal
+from aa_stripe.operations.journal import Outcome
+from aa_stripe.operations.record import StripeOperation
+
+from .base import lock_for_update
+from .customers import StripeCustomer
+
+if TYPE_CHECKING:
+    from .plans import StripeSubscriptionPlan
+    from .subscriptions import StripeSubscription
+
+logger = logging.getLogger("aa_stripe")
+
+CREATE = "subscription_create"
+CANCEL = "subscription_cancel"
+CANCEL_AT_PERIOD_END = "subscription_cancel_at_period_end"
+CANCEL_KINDS = (CANCEL, CANCEL_AT_PERIOD_END)
+#: metadata keys the library sets on every subscription it creates (they win over the row's own)
+OWN_METADATA = ("subscription_uuid", "operation")
+#: Stripe's clock and ours differ a little: look a bit before the row was made.
+LOOKUP_MARGIN = timedelta(minutes=10)
+
+
+def _model() -> type[StripeSubscription]:
+    from .subscriptions import StripeSubscription
+
+    return StripeSubscription
+
+
+def _operations(subscription: StripeSubscription, kind: str) -> Any:
+    return StripeOperation.objects.filter(
+        content_type=ContentType.objects.get_for_model(type(subscription)),
+        object_id=str(subscription.pk),
+        kind=kind,
+    )
+
+
+# --- create ---------------------------------------------------------------------------------------
+
+
+def create_params(subscription: StripeSubscription) -> dict[str, Any]:
+    """The request that creates ``subscription``; raises what makes it impossible, sends nothing.
+
+    Chooses the customer (``customer`` when active, else the user's latest active one) and sets it
+    on the row: that choice is frozen with the request.
+    """
+    if not subscription.plan.is_created_at_stripe:
+        raise StripeMethodNotAllowed("The plan is not created at Stripe yet.")
+    if subscription.coupon_id and subscription.coupon.is_deleted:
+        raise StripeMethodNotAllowed(f"The coupon {subscription.coupon.coupon_id} is deleted.")
+    customer = StripeCustomer.get_customer_to_charge(subscription.user_id, preferred=subscription.customer)
+    subscription.customer = customer
+    params: dict[str, Any] = {
+        "customer": customer.stripe_customer_id,
+        "items": [{"plan": subscription.plan.stripe_plan_id}],
+        "metadata": {**(subscription.metadata or {}), "subscription_uuid": str(subscription.uuid)},
+        # A declined first payment is a card error (402), as with charges, instead of an
+        # "incomplete" subscription that Stripe's default (allow_incomplete) would create.
+        "payment_behavior": "error_if_incomplete",
+    }
+    if subscription.coupon_id:
+        params["discounts"] = [{"coupon": subscription.coupon.coupon_id}]
+    return params
+
+
+def _plan_new_create(subscription: StripeSubscription) -> StripeOperation:
+    """Plan the creation of a row without an unfinished one (inside the caller's transaction)."""
+    params = create_params(subscription)
+    subscription.save()
+    earlier = _operations(subscription, CREATE).count()
+    key = f"subscription:{subscription.uuid}" + (f":{earlier + 1}" if earlier else "")
+    return journal.plan(
+        subscription, kind=CREATE, service="subscriptions", method="create", params=params, key=key
+    )
+
+
+def plan_create(subscription: StripeSubscription) -> StripeOperation:
+    """The operation that creates the saved row at Stripe: its unfinished one (sent again exactly as
+    it went), or a new one, committed before anything is sent."""
+    with library_atomic(using=router.db_for_write(type(subscription), instance=subscription)):
+        if subscription.pk is None:
+            subscription.save()
+        lock_for_update(subscription)
+        if subscription.is_created_at_stripe:
+            raise StripeMethodNotAllowed("This subscription is already created at Stripe.")
+        unfinished = StripeOperation.unresolved_for(subscription).filter(kind=CREATE).first()
+        return unfinished or _plan_new_create(subscription)
+
+
+def plan_subscribe(
+    user: Any,
+    plan: StripeSubscriptionPlan,
+    coupon: Any,
+    metadata: dict[str, Any],
+    customer: StripeCustomer | None,
+) -> tuple[StripeOperation, StripeSubscription, bool]:
+    """``(operation, row, made_now)`` for a request to subscribe: an identical earlier request not
+    finished yet is reused (its row, its frozen request), else a new row is planned, committed."""
+    model = _model()
+    with library_atomic(using=router.db_for_write(model)):
+        # Identical requests share the plan: its row lock makes a second one wait for the first's
+        # plan to commit, and find it.
+        lock_for_update(plan)
+        pending = _pending_row(model, user, plan, coupon, metadata, customer)
+        if pending is not None:
+            lock_for_update(pending)  # create_at_stripe() of the same row plans under this lock
+        if pending is not None and not pending.is_created_at_stripe:
+            unfinished = StripeOperation.unresolved_for(pending).filter(kind=CREATE).first()
+            return unfinished or _plan_new_create(pending), pending, False
+        row = model(user=user, plan=plan, coupon=coupon, metadata=metadata, customer=customer)
+        return _plan_new_create(row), row, True
+
+
+def _pending_row(
+    model: type[StripeSubscription],
+    user: Any,
+    plan: StripeSubscriptionPlan,
+    coupon: Any,
+    metadata: dict[str, Any],
+    customer: StripeCustomer | None,
+) -> StripeSubscription | None:
+    """The newest row of the same request whose creation is unfinished; rows without any create
+    operation count too (an older version's row whose outcome was unknown, or one never sent)."""
+    candidates = model.objects.filter(
+        user_id=getattr(user, "pk", user), plan=plan, coupon=coupon, is_created_at_stripe=False
+    ).order_by("-pk")
+    if customer is not None:
+        candidates = candidates.filter(customer=customer)
+    rows = [row for row in candidates if row.metadata == metadata]
+    if not rows:
+        return None
+    states: dict[str, set[str]] = {}
+    for object_id, state in StripeOperation.objects.filter(
+        content_type=ContentType.objects.get_for_model(model),
+        object_id__in=[str(row.pk) for row in rows],
+        kind=CREATE,
+    ).values_list("object_id", "state"):
+        states.setdefault(object_id, set()).add(state)
+    for row in rows:
+        found = states.get(str(row.pk))
+        if found is None or found & set(StripeOperation.UNRESOLVED):
+            return row
+    return None
+
+
+def lookup_create(operation: StripeOperation) -> Outcome | None:
+    """The subscription at Stripe: the customer's, of any status, made since the row was."""
+    model = _model()
+    params = operation.params
+    row = model.objects.filter(pk=operation.object_id).first()
+    since = min(row.created, operation.created) if row is not None else operation.created
+    query = {
+        "customer": params.get("customer"),
+        "status": "all",
+        "created": {"gt": int((since - LOOKUP_MARGIN).timestamp()) - 1},  # i.e. gte
+    }
+    sent = params.get("metadata") or {}
+
+    def legacy(found: dict[str, Any]) -> bool:
+        # Made by an older version (no operation id, no uuid in metadata) under this key: the
+        # same plan and metadata, and no row of ours holds it.
+        own = {key: value for key, value in sent.items() if key not in OWN_METADATA}
+        plans = [(item.get("plan") or {}).get("id") for item in (found.get("items") or {}).get("data", [])]
+        return (
+            found.get("metadata") == {key: _as_sent(value) for key, value in own.items()}
+            and plans == [item.get("plan") for item in params.get("items", [])]
+            and not model.objects.filter(stripe_subscription_id=found.get("id")).exists()
+        )
+
+    for found in stripe_api.iterate("subscriptions", query):
+        metadata = found.get("metadata") or {}
+        ours = metadata.get("operation") == str(operation.uuid) if "operation" in metadata else legacy(found)
+        if ours:
+            return Outcome(StripeOperation.SUCCEEDED, found)
+    return None
+
+
+def _as_sent(value: Any) -> str:
+    """A metadata value as Stripe stores it (stripe-python encodes booleans in lower case)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _locked_row(operation: StripeOperation, target: StripeSubscription | None) -> StripeSubscription | None:
+    """The operation's row, locked (inside the recorder's transaction), the caller's instance when
+    it gave one; None when the row was deleted: the operation still keeps what Stripe did."""
+    model = _model()
+    if target is None:
+        return model._base_manager.select_for_update().filter(pk=operation.object_id).first()
+    try:
+        lock_for_update(target)
+    except model.DoesNotExist:
+        return None
+    return target
+
+
+def record_create(operation: StripeOperation, outcome: Outcome, target: StripeSubscription | None) -> None:
+    with library_atomic(using=router.db_for_write(_model())):
+        row = _locked_row(operation, target)
+        if not journal.finish(operation, outcome) or row is None:
+            if row is None and outcome.succeeded:
+                logger.error(
+                    "Stripe subscription %s was created for a deleted row (operation %s)",
+                    operation.stripe_id,
+                    operation.key,
+                )
+            return
+        if outcome.succeeded and not row.is_created_at_stripe:
+            row.set_stripe_data(outcome.result or {})
+        elif outcome.succeeded and row.stripe_subscription_id != operation.stripe_id:
+            logger.error(
+                "Subscription #%s: Stripe made %s, the row holds %s (operation %s)",
+                row.pk,
+                operation.stripe_id,
+                row.stripe_subscription_id,
+                operation.key,
+            )
+        elif outcome.state == StripeOperation.REFUSED:
+            row.stripe_response = getattr(outcome.error, "json_body", None) or {}
+            row.save(update_fields=["stripe_response", "updated"])
+
+
+# --- cancel ---------------------------------------------------------------------------------------
+
+
+def plan_cancel(subscription: StripeSubscription, at_period_end: bool) -> StripeOperation:
+    """The operation that cancels ``subscription``: the unfinished one of the same request, or a
+    new one, committed before anything is sent. Another cancel unfinished: in progress."""
+    kind = CANCEL_AT_PERIOD_END if at_period_end else CANCEL
+    with library_atomic(using=router.db_for_write(type(subscription), instance=subscription)):
+        lock_for_update(subscription)
+        unfinished = StripeOperation.unresolved_for(subscription).filter(kind__in=CANCEL_KINDS).first()
+        if unfinished is not None and unfinished.kind == kind:
+            return unfinished  # the same request again: finish it as it went
+        subscription._refuse_if_canceled(at_period_end)
+        if unfinished is not None:
+            raise StripeOperationInProgress(
+                "Another cancellation of this subscription is not finished yet; try again later."
+            )
+        done = _operations(subscription, kind).exclude(state__in=StripeOperation.UNRESOLVED).count()
+        prefix = "subscription-cancel-at-period-end" if at_period_end else "subscription-cancel"
+        operation = journal.plan(
+            subscription,
+            kind=kind,
+            service="subscriptions",
+            method="update" if at_period_end else "cancel",
+            params={"cancel_at_period_end": True} if at_period_end else {},
+            key=f"{prefix}:{subscription.uuid}:{done + 1}",
+            ids=(subscription.stripe_subscription_id,),
+        )
+        operation.params = {name: value for name, value in operation.params.items() if name != "metadata"}
+        operation.save(update_fields=["params"])
+        return operation
+
+
+def lookup_cancel(operation: StripeOperation) -> Outcome | None:
+    """The subscription as Stripe has it: done when canceled (or set to end, for that kind)."""
+    try:
+        found = stripe_api.call("subscriptions", "retrieve", *operation.ids)
+    except StripeInvalidRequestError as err:
+        if err.kind != "not_found":
+            raise
+        return Outcome(StripeOperation.REFUSED, err.json_body, err)  # gone at Stripe: canceled
+    canceled = found.get("status") == "canceled"
+    if canceled or (operation.kind == CANCEL_AT_PERIOD_END and found.get("cancel_at_period_end")):
+        return Outcome(StripeOperation.SUCCEEDED, found)
+    return None
+
+
+def is_gone(outcome: Outcome) -> bool:
+    """Stripe refused because the subscription no longer exists there, i.e. it is canceled."""
+    error = outcome.error
+    return outcome.state == StripeOperation.REFUSED and getattr(error, "kind", None) == "not_found"
+
+
+def record_cancel(operation: StripeOperation, outcome: Outcome, target: StripeSubscription | None) -> None:
+    model = _model()
+    if outcome.state == StripeOperation.UNKNOWN:
+        operation.needs_lookup = True  # a DELETE has no idempotency key: never sent blind twice
+    with library_atomic(using=router.db_for_write(model)):
+        row = _locked_row(operation, target)
+        if not journal.finish(operation, outcome) or row is None:
+            return
+        if outcome.succeeded:
+            row.canceled_at = row.canceled_at or timezone.now()
+            row.set_stripe_data(outcome.result or {})
+        elif is_gone(outcome):
+            row.canceled_at = row.canceled_at or timezone.now()
+            known = (
+                row.stripe_response if row.stripe_response.get("id") else {"id": row.stripe_subscription_id}
+            )
+            row.set_stripe_data({**known, "status": model.STATUS_CANCELED})
+
+
+journal.register(CREATE, lookup=lookup_create, record=record_create)
+journal.register(CANCEL, lookup=lookup_cancel, record=record_cancel)
+journal.register(CANCEL_AT_PERIOD_END, lookup=lookup_cancel, record=record_cancel)
