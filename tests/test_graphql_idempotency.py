@@ -8,6 +8,7 @@ connection and session.
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -231,4 +232,44 @@ def test_eight_threads_refunding_with_one_key_at_once_refund_once(fake_stripe, u
     assert len(fake_stripe.proxy.calls("POST", "/v1/refunds")) == 1
     variables["input"]["amount"] = 200
     other = gql(signed_in_again("cashier"), REFUND, variables)["data"]["refundStripeCharge"]
+    assert codes(other) == [("idempotencyKey", "IDEMPOTENCY_KEY_REUSED")]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent connections need PostgreSQL")
+def test_eight_threads_subscribing_with_one_key_at_once_subscribe_once(fake_stripe, user, plan):
+    from aa_stripe.models import StripeSubscription
+
+    make_customer(fake_stripe, user)
+    fake_stripe.proxy.reset()
+    start = threading.Barrier(8)
+    query = (
+        "mutation($input: CreateStripeSubscriptionInput!) { createStripeSubscription(input: $input) "
+        "{ subscription { id status } errors { field code } } }"
+    )
+    variables = {
+        "input": {"plan": to_global_id("StripeSubscriptionPlan", plan.pk), "idempotencyKey": "sub-1"}
+    }
+
+    def send(_: int) -> dict:
+        try:
+            client = Client()
+            client.force_login(user)
+            start.wait(timeout=30)
+            return gql(client, query, variables)["data"]["createStripeSubscription"]
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(8) as pool:
+        payloads = list(pool.map(send, range(8)))
+
+    assert all(payload == payloads[0] for payload in payloads), payloads
+    assert payloads[0]["errors"] == [] and payloads[0]["subscription"]["status"] == "ACTIVE"
+    assert len(fake_stripe.proxy.calls("POST", "/v1/subscriptions")) == 1
+    assert StripeSubscription.objects.count() == 1
+    variables["input"]["metadata"] = json.dumps({"other": "input"})
+    client = Client()
+    client.force_login(user)
+    other = gql(client, query, variables)["data"]["createStripeSubscription"]
     assert codes(other) == [("idempotencyKey", "IDEMPOTENCY_KEY_REUSED")]
