@@ -815,3 +815,40 @@ def test_matrix_cell(fake_stripe, operation, role):
         check_refused(cell, outcome)
     else:
         check_ok(cell, outcome)
+
+
+# --- idempotency keys across roles ---------------------------------------------------------------
+
+KEYED = sorted(op for op, cells in MATRIX.items() if op in PAYLOADS)
+
+
+def _first_ok_role(operation: str) -> str:
+    return next(role for role in ("owner", "staff_perm") if isinstance(MATRIX[operation][role], Ok))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("operation", KEYED)
+def test_a_key_never_replays_one_users_payload_to_another(fake_stripe, operation):
+    """The first allowed caller acts with a key; every other role sending the same key and input
+    gets what its own rights give it (denied, refused, or its own work), never the first payload."""
+    world = build_world(fake_stripe, STAFF_PERMISSIONS[operation])
+    query, variables = request_for(operation, world, fake_stripe)
+    variables["input"]["idempotencyKey"] = "shared-key"
+    actor = _first_ok_role(operation)
+    _status, first_text, _sql = send(actor, world, query, variables)
+    first = json.loads(first_text)["data"][operation]
+    assert first is not None and "errors" in first, first_text
+    made = {value["id"] for value in first.values() if isinstance(value, dict) and "id" in value}
+
+    for role in ROLES:
+        if role == actor:
+            continue
+        status, text, _sql = send(role, world, query, variables)
+        assert status == 200, text
+        body = json.loads(text)
+        answer = (body.get("data") or {}).get(operation)
+        if MATRIX[operation][role] is DENIED:
+            assert answer is None and body["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED", text
+            continue
+        assert answer != first, (role, text)
+        assert not [gid for gid in made if gid in text], (role, text)  # none of the first's objects
