@@ -11,9 +11,12 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.db import connection
+from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from aa_stripe import stripe_api
+from aa_stripe.exceptions import StripeInternalError
 from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
@@ -38,11 +41,12 @@ def change_url(obj) -> str:
     return reverse(f"admin:aa_stripe_{obj._meta.model_name}_change", args=[obj.pk])
 
 
-def run_action(client, model, action: str, objects) -> list[tuple[int, str]]:
-    """Post an admin action and follow the redirect; the messages shown there (and thus consumed)."""
+def run_action(client, model, action: str, objects, **extra: str) -> list[tuple[int, str]]:
+    """Post an admin action (with ``extra`` fields, e.g. a confirmation) and follow the redirect;
+    the messages shown there (and thus consumed)."""
     response = client.post(
         changelist_url(model),
-        {"action": action, ACTION_CHECKBOX_NAME: [obj.pk for obj in objects]},
+        {"action": action, ACTION_CHECKBOX_NAME: [obj.pk for obj in objects], **extra},
         follow=True,
     )
     assert response.redirect_chain == [(changelist_url(model), 302)]
@@ -231,7 +235,8 @@ def test_adding_a_coupon_creates_it_at_stripe(staff_client, fake_stripe):
     # later only the metadata is editable, and an edit is pushed to Stripe
     response = staff_client.post(change_url(coupon), {"metadata": '{"campaign": "spring"}'})
     assert response.status_code == 302
-    assert fake_stripe.get("/v1/coupons/SPRING")["metadata"] == {"campaign": "spring"}
+    metadata = fake_stripe.get("/v1/coupons/SPRING")["metadata"]
+    assert metadata == {"campaign": "spring", "operation": metadata["operation"]}  # the journal's id
 
 
 def test_coupon_stripe_refuses_is_a_form_error(staff_client, fake_stripe):
@@ -270,13 +275,102 @@ def test_a_failed_coupon_delete_is_reported_and_not_logged(staff_client, fake_st
     assert not LogEntry.objects.exists()
 
 
+def test_a_coupon_whose_answer_was_lost_is_finished_by_submitting_again(staff_client, fake_stripe):
+    fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/coupons")
+    form = {"coupon_id": "AGAIN", "percent_off": "10", "duration": "once", "metadata": "{}"}
+
+    response = staff_client.post(reverse("admin:aa_stripe_stripecoupon_add"), form)
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.non_field_errors()
+    assert error.startswith("Stripe did not answer: the coupon may have been made there.")
+    assert not StripeCoupon.objects.exists()
+
+    response = staff_client.post(reverse("admin:aa_stripe_stripecoupon_add"), form)
+    assert response.status_code == 302
+    first, again = fake_stripe.proxy.calls("POST", "/v1/coupons")
+    assert again.idempotency_key == first.idempotency_key and again.replayed
+    coupon = StripeCoupon.objects.get()
+    assert coupon.coupon_id == "AGAIN" and LogEntry.objects.get().object_id == str(coupon.pk)
+
+
+def test_bulk_delete_logs_only_the_coupons_stripe_deleted(staff_client, fake_stripe):
+    gone = StripeCoupon.objects.create(coupon_id="GONE", percent_off=10, duration="once")
+    stuck = StripeCoupon.objects.create(coupon_id="STUCK", percent_off=10, duration="once")
+    fake_stripe.proxy.inject("status", method="DELETE", path_prefix="/v1/coupons/STUCK", status=400)
+
+    response = staff_client.post(
+        changelist_url(StripeCoupon),
+        {"action": "delete_selected", "post": "yes", ACTION_CHECKBOX_NAME: [gone.pk, stuck.pk]},
+    )
+
+    assert response.status_code == 302
+    assert [entry.object_id for entry in LogEntry.objects.all()] == [str(gone.pk)]
+    assert list(StripeCoupon.objects.deleted()) == [gone]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_coupon_views_run_outside_a_hosts_atomic_requests(staff_client, fake_stripe, monkeypatch):
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    seen = []
+    original = stripe_api.call
+
+    def observed(service, method, *ids, **kwargs):
+        seen.append((f"{service}.{method}", connection.in_atomic_block))
+        return original(service, method, *ids, **kwargs)
+
+    def saved(sender, instance, **kwargs):
+        seen.append((f"{sender.__name__} saved", connection.in_atomic_block))
+
+    monkeypatch.setattr(stripe_api, "call", observed)
+    post_save.connect(saved, sender=StripeSubscriptionPlan)
+    try:
+        response = staff_client.post(
+            reverse("admin:aa_stripe_stripecoupon_add"),
+            {"coupon_id": "HOST", "percent_off": "10", "duration": "once", "metadata": "{}"},
+        )
+        # The control: the setting is in force, other admin pages stay atomic.
+        staff_client.post(
+            reverse("admin:aa_stripe_stripesubscriptionplan_add"),
+            {"name": "Yearly", "amount": "100", "currency": "usd", "interval": "year", "interval_count": "1"}
+            | {"trial_period_days": "0", "metadata": "{}", "source": "{}"},
+        )
+    finally:
+        post_save.disconnect(saved, sender=StripeSubscriptionPlan)
+    assert response.status_code == 302
+    assert seen == [("coupons.create", False), ("StripeSubscriptionPlan saved", True)]
+
+
+def test_plans_are_locked_while_their_creation_is_unfinished_and_an_action_finishes_them(
+    staff_client, fake_stripe
+):
+    lost = StripeSubscriptionPlan.objects.create(amount=900, name="Lost", interval="month")
+    fresh = StripeSubscriptionPlan.objects.create(amount=800, name="Fresh", interval="month")
+    fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/plans")
+    with pytest.raises(StripeInternalError):
+        lost.create_at_stripe()
+    fields = staff_client.get(change_url(lost)).context["adminform"].form.fields
+    assert "amount" not in fields and "source" in fields
+
+    found = run_action(staff_client, StripeSubscriptionPlan, "create_at_stripe", [lost, fresh])
+
+    assert found == [(messages.SUCCESS, "Created at Stripe: 2 stripe subscription plans.")]
+    sent = fake_stripe.proxy.calls("POST", "/v1/plans")
+    assert [call.replayed for call in sent] == [False, True, False]
+    assert {plan["id"] for plan in fake_stripe.get("/v1/plans")["data"]} == {
+        plan.stripe_plan_id for plan in StripeSubscriptionPlan.objects.filter(is_created_at_stripe=True)
+    }
+    fresh.refresh_from_db()
+    found = run_action(staff_client, StripeSubscriptionPlan, "create_at_stripe", [fresh])
+    assert found == [failure(fresh, "create", "This plan is already created at Stripe.")]
+
+
 # --- Actions ---------------------------------------------------------------------------------------
 
 
 def test_refund_action(staff_client, fake_stripe, customer, user):
     first, second = charged(user), charged(user, amount=700)
 
-    found = run_action(staff_client, StripeCharge, "refund_charges", [first, second])
+    found = run_action(staff_client, StripeCharge, "refund_charges", [first, second], confirmed="yes")
 
     assert found == [(messages.SUCCESS, "Refunded 2 stripe charges.")]
     for charge in (first, second):
@@ -294,7 +388,7 @@ def test_refund_action_reports_each_failure_and_carries_on(staff_client, fake_st
     not_charged = StripeCharge.objects.create(user=user, amount=300, description="Never charged")
     good = charged(user)
 
-    found = run_action(staff_client, StripeCharge, "refund_charges", [not_charged, good])
+    found = run_action(staff_client, StripeCharge, "refund_charges", [not_charged, good], confirmed="yes")
 
     assert found == [
         failure(not_charged, "refund", "Cannot refund not charged transaction."),
@@ -305,7 +399,7 @@ def test_refund_action_reports_each_failure_and_carries_on(staff_client, fake_st
     assert not StripeRefund.objects.filter(charge=not_charged).exists()
 
     # refunding again: Stripe is not called, the row says why
-    found = run_action(staff_client, StripeCharge, "refund_charges", [good])
+    found = run_action(staff_client, StripeCharge, "refund_charges", [good], confirmed="yes")
     assert found == [failure(good, "refund", "Already refunded.")]
 
 
@@ -409,7 +503,7 @@ def test_other_errors_propagate(staff_client, user, monkeypatch):
     monkeypatch.setattr(StripeCharge, "refund", broken)
     staff_client.raise_request_exception = True
     with pytest.raises(RuntimeError, match="bug"):
-        run_action(staff_client, StripeCharge, "refund_charges", [charge])
+        run_action(staff_client, StripeCharge, "refund_charges", [charge], confirmed="yes")
 
 
 def test_cleared_json_boxes_save_the_default_not_null(staff_client):

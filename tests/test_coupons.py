@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from unittest.mock import ANY
 
 import pytest
 from django.utils import timezone
@@ -14,7 +15,7 @@ from aa_stripe.exceptions import (
     StripeInvalidRequestError,
     StripeMethodNotAllowed,
 )
-from aa_stripe.models import StripeCoupon, StripeSubscription
+from aa_stripe.models import StripeCoupon, StripeOperation, StripeSubscription
 
 pytestmark = pytest.mark.django_db
 
@@ -162,9 +163,13 @@ def test_metadata_change_is_pushed_to_stripe(fake_stripe):
 
     coupon.save()
 
-    update = fake_stripe.proxy.calls("POST", "/v1/coupons/SALE10")
-    assert [c.params for c in update] == [{"metadata[campaign]": "summer", "metadata[owner]": "marketing"}]
-    assert at_fake("SALE10")["metadata"] == {"campaign": "summer", "owner": "marketing"}
+    [update] = fake_stripe.proxy.calls("POST", "/v1/coupons/SALE10")
+    operation = StripeOperation.objects.get(kind="coupon.update")
+    sent = {"metadata[campaign]": "summer", "metadata[owner]": "marketing"}
+    assert update.params == {**sent, "metadata[operation]": str(operation.uuid)}
+    assert update.idempotency_key == operation.key == f"coupon:{coupon.pk}:update:1"
+    # The journal's key is kept at Stripe, not in the row: the row's metadata is the host's.
+    assert at_fake("SALE10")["metadata"] == {"campaign": "summer", "owner": "marketing", "operation": ANY}
     coupon.refresh_from_db()
     assert coupon.metadata == {"campaign": "summer", "owner": "marketing"}
     assert coupon.stripe_response["metadata"]["campaign"] == "summer"

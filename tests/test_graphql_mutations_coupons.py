@@ -13,8 +13,7 @@ from django.utils import timezone
 from graphql_relay import to_global_id
 
 from aa_stripe import stripe_api
-from aa_stripe.exceptions import StripeInvalidRequestError
-from aa_stripe.models import StripeCoupon
+from aa_stripe.models import StripeCoupon, StripeOperation
 from tests.graphql_helpers import assert_denied, codes, gql, signed_in, staff
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +71,12 @@ def at_fake(fake_stripe, coupon_id: str) -> dict:
     return fake_stripe.get(f"/v1/coupons/{coupon_id}")
 
 
+def host_metadata(fake_stripe, coupon_id: str) -> dict:
+    """The coupon's metadata at Stripe but the journal's ``operation`` key."""
+    metadata = at_fake(fake_stripe, coupon_id)["metadata"]
+    return {key: value for key, value in metadata.items() if key != "operation"}
+
+
 # --- createStripeCoupon -----------------------------------------------------------------------
 
 
@@ -105,7 +110,8 @@ def test_create_an_amount_off_coupon(fake_stripe, marketer):
         "usd",
         "once",
     )
-    assert stripe_coupon["metadata"] == {"campaign": "x"}
+    operation = StripeOperation.objects.get(kind="coupon.create")  # its id goes to Stripe in metadata
+    assert stripe_coupon["metadata"] == {"campaign": "x", "operation": str(operation.uuid)}
 
 
 def test_create_a_repeating_percent_off_coupon(fake_stripe, marketer):
@@ -222,19 +228,15 @@ def test_an_existing_live_coupon_id_already_exists(fake_stripe, marketer, coupon
     assert StripeCoupon.objects.count() == 1 and fake_stripe.proxy.calls() == []
 
 
-def test_a_coupon_only_stripe_has_already_exists(fake_stripe, marketer, monkeypatch):
-    # Stripe answers 400 resource_already_exists; localstripe answers 409 Conflict instead, so the
-    # answer is played here.
-    def already_exists(resource, action, *args, **kwargs):
-        raise StripeInvalidRequestError(
-            "Coupon already exists.", code="resource_already_exists", http_status=400
-        )
-
-    monkeypatch.setattr(stripe_api, "call", already_exists)
+def test_a_coupon_only_stripe_has_already_exists(fake_stripe, marketer):
+    stripe_api.call("coupons", "create", params={"id": "THEIRS", "duration": "once", "percent_off": 50})
 
     payload = create(marketer, couponId="THEIRS", percentOff="5")
 
     assert codes(payload) == [("couponId", "ALREADY_EXISTS")] and not StripeCoupon.objects.exists()
+    [_, refused] = fake_stripe.proxy.calls("POST", "/v1/coupons")
+    assert refused.status == 400  # resource_already_exists, as Stripe answers
+    assert at_fake(fake_stripe, "THEIRS")["percent_off"] == 50
 
 
 def test_the_id_of_a_deleted_coupon_can_be_used_again(fake_stripe, marketer, coupon):
@@ -289,11 +291,10 @@ def test_update_sets_metadata_keys_at_stripe(fake_stripe, coupon):
 
     assert payload["errors"] == [] and payload["coupon"]["couponId"] == "SALE10"
     [sent] = fake_stripe.proxy.calls("POST", "/v1/coupons/SALE10")
-    assert sent.params == {"metadata[b]": "2"}
+    operation = StripeOperation.objects.get(kind="coupon.update")
+    assert sent.params == {"metadata[b]": "2", "metadata[operation]": str(operation.uuid)}
     coupon.refresh_from_db()
-    assert (
-        coupon.metadata == {"a": "1", "b": "2"} == at_fake(fake_stripe, "SALE10")["metadata"]
-    )  # Stripe merges
+    assert coupon.metadata == {"a": "1", "b": "2"} == host_metadata(fake_stripe, "SALE10")  # Stripe merges
 
 
 def test_update_refuses_deleted_coupons(fake_stripe, marketer, coupon):
@@ -350,7 +351,7 @@ def test_update_needs_change_stripecoupon(fake_stripe, user, coupon, who):
     client = clients[who]()
     assert_denied(update(client, coupon, {"b": "2"}), "updateStripeCoupon")
     assert_denied(update(client, "nonsense", {}), "updateStripeCoupon")  # before any lookup
-    assert fake_stripe.proxy.calls() == [] and at_fake(fake_stripe, "SALE10")["metadata"] == {"a": "1"}
+    assert fake_stripe.proxy.calls() == [] and host_metadata(fake_stripe, "SALE10") == {"a": "1"}
 
 
 # --- deleteStripeCoupon -----------------------------------------------------------------------

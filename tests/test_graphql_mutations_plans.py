@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from graphql_relay import to_global_id
 
-from aa_stripe.models import StripeSubscriptionPlan
+from aa_stripe.models import StripeOperation, StripeSubscriptionPlan
 from tests.graphql_helpers import codes, gql, signed_in, staff
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +72,9 @@ def test_staff_create_a_plan_at_stripe(fake_stripe, planner):
         "week",
         2,
     )
-    assert at_fake["trial_period_days"] == 14 and at_fake["metadata"] == {"tier": "silver"}
+    operation = StripeOperation.objects.get(kind="plan.create")  # its id goes to Stripe in metadata
+    assert at_fake["trial_period_days"] == 14
+    assert at_fake["metadata"] == {"tier": "silver", "operation": str(operation.uuid)}
     assert fake_stripe.get(f"/v1/products/{at_fake['product']}")["name"] == "Silver"
 
 

@@ -11,7 +11,7 @@ from aa_stripe.exceptions import (
     StripeInvalidRequestError,
     StripeMethodNotAllowed,
 )
-from aa_stripe.models import StripeSubscriptionPlan
+from aa_stripe.models import StripeOperation, StripeSubscriptionPlan
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +46,8 @@ def test_create_at_stripe_sends_the_plan_and_its_product(fake_stripe):
     assert at_stripe["interval"] == "week"
     assert at_stripe["interval_count"] == 2
     assert at_stripe["trial_period_days"] == 14
-    assert at_stripe["metadata"] == {"tier": "silver"}
+    operation = StripeOperation.objects.get(kind="plan.create")
+    assert at_stripe["metadata"] == {"tier": "silver", "operation": str(operation.uuid)}
     product = stripe_api.call("products", "retrieve", at_stripe["product"])
     assert product["name"] == "Silver"
     assert product["statement_descriptor"] == "SILVER PLAN"
@@ -131,7 +132,7 @@ def test_lost_answer_then_retry_creates_one_plan(fake_stripe):
     assert returned["id"] == plan.stripe_plan_id
     assert [p["id"] for p in plans_at_fake(fake_stripe)] == [plan.stripe_plan_id]
     first, retry = fake_stripe.proxy.calls("POST", "/v1/plans")
-    assert first.idempotency_key == retry.idempotency_key == f"plan:{plan.stripe_plan_id}"
+    assert first.idempotency_key == retry.idempotency_key == f"plan:{plan.stripe_plan_id}:1"
     assert (first.fault, retry.replayed) == ("drop_after", True)
     assert StripeSubscriptionPlan.objects.get() == plan
     plan.refresh_from_db()

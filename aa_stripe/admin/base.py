@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import connections, transaction
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from aa_stripe.currencies import from_minor_units
@@ -123,3 +124,48 @@ class StripeModelAdmin(admin.ModelAdmin):
         if succeeded:
             name = opts.verbose_name if succeeded == 1 else opts.verbose_name_plural
             self.message_user(request, f"{done} {succeeded} {name}.", messages.SUCCESS)
+
+
+def _non_atomic_requests(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """``transaction.non_atomic_requests`` for every database: a host's ``ATOMIC_REQUESTS`` must
+    not wrap these views either (the attribute reaches the URL's view through the admin's wrappers)."""
+    for alias in connections:
+        view = transaction.non_atomic_requests(using=alias)(view)
+    return view
+
+
+class StripeWritingAdmin(StripeModelAdmin):
+    """The admin of a model whose ``save()`` or ``delete()`` writes to Stripe (coupons).
+
+    Django runs the add, change and delete views inside ``transaction.atomic()`` (and
+    ``save_model``/``delete_model`` with them), so the write to Stripe would be made inside it: a
+    row lock held while Stripe answers, and a rollback after Stripe acted would lose the record of
+    what it did. Here those views run without it: the model's methods commit in short transactions
+    of their own (plan, then record), with none open while Stripe is called, and the admin's log
+    entry follows in autocommit. Writing in ``response_add``/``response_change`` instead would not
+    help: Django calls them inside the same atomic block, before it commits; and ``on_commit``
+    would run after the form was accepted, too late to show Stripe's refusal as a form error.
+    """
+
+    @_non_atomic_requests
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        return super().add_view(request, form_url, extra_context)
+
+    @_non_atomic_requests
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        return self._changeform_view(request, object_id, form_url, extra_context)  # no atomic block
+
+    @_non_atomic_requests
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        return self._delete_view(request, object_id, extra_context)  # no atomic block

@@ -7,20 +7,19 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import router, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from aa_stripe.currencies import minor_unit_exponent
-from aa_stripe.exceptions import AaStripeError
+from aa_stripe.exceptions import AaStripeError, StripeInternalError
 from aa_stripe.models import (
     StripeCoupon,
     StripeSubscription,
     StripeSubscriptionPlan,
 )
 
-from .base import CURRENCY_FILTER, StripeModelAdmin, user_search_fields
+from .base import CURRENCY_FILTER, StripeModelAdmin, StripeWritingAdmin, user_search_fields
 
 
 @admin.register(StripeSubscriptionPlan)
@@ -34,6 +33,16 @@ class StripeSubscriptionPlanAdmin(StripeModelAdmin):
         "stripe_plan_id name amount currency interval interval_count trial_period_days "
         "statement_descriptor metadata"
     ).split()
+    actions = ("create_at_stripe",)
+
+    def is_locked(self, obj: Any) -> bool:
+        # Also while a creation is unfinished: finishing it sends the request frozen when it started.
+        return obj.is_created_at_stripe or obj.creation_unfinished
+
+    @admin.action(description="Create selected plans at Stripe (or finish an unfinished creation)")
+    def create_at_stripe(self, request: HttpRequest, queryset: QuerySet[StripeSubscriptionPlan]) -> None:
+        # Actions run outside Django's transaction (only the add/change/delete views are atomic).
+        self.run_per_row(request, queryset, "create_at_stripe", doing="create", done="Created at Stripe:")
 
     @admin.display(description="billed", ordering="interval")
     def billed(self, obj: StripeSubscriptionPlan) -> str:
@@ -77,7 +86,8 @@ class StripeSubscriptionAdmin(StripeModelAdmin):
 
 class StripeCouponForm(forms.ModelForm):
     """Saves the coupon (which creates it at Stripe, or pushes metadata) while validating,
-    so that Stripe refusing it is a form error instead of a server error."""
+    so that Stripe refusing it is a form error instead of a server error. The admin's views run
+    without a transaction for it (:class:`StripeWritingAdmin`)."""
 
     def _post_clean(self) -> None:
         super()._post_clean()
@@ -85,12 +95,18 @@ class StripeCouponForm(forms.ModelForm):
             return
         try:
             self.instance.save()
+        except StripeInternalError:
+            self.add_error(
+                None,
+                "Stripe did not answer: the coupon may have been made there. Submit the form again to "
+                "finish it (nothing is made twice); reconcile_stripe_operations finishes it otherwise.",
+            )
         except AaStripeError as err:
             self.add_error(None, f"Stripe refused the coupon: {err.message}")
 
 
 @admin.register(StripeCoupon)
-class StripeCouponAdmin(StripeModelAdmin):
+class StripeCouponAdmin(StripeWritingAdmin):
     form = StripeCouponForm
     list_display = (
         "coupon_id discount duration_display times_redeemed max_redemptions redeem_by valid is_deleted "
@@ -139,16 +155,20 @@ class StripeCouponAdmin(StripeModelAdmin):
             return f"{obj.duration_in_months} months"
         return obj.duration
 
-    # Deleting a coupon deletes it at Stripe; the row stays, marked is_deleted.
+    # Deleting a coupon deletes it at Stripe; the row stays, marked is_deleted. Django logs a
+    # deletion before making it; here it is logged once Stripe deleted the coupon, so a failed
+    # delete leaves no log entry (there is no transaction to roll it back: see StripeWritingAdmin).
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> list[Any]:
+        return []
+
     def delete_model(self, request: HttpRequest, obj: StripeCoupon) -> None:
         try:
             obj.delete()
         except AaStripeError as err:
-            using = router.db_for_write(StripeCoupon)
-            if transaction.get_connection(using).in_atomic_block:
-                transaction.set_rollback(True, using=using)  # drop the "deleted" log entry
             request._aa_stripe_delete_failed = True  # type: ignore[attr-defined]
             self.message_user(request, f"Could not delete coupon “{obj}”: {err.message}", messages.ERROR)
+            return
+        super().log_deletions(request, [obj])
 
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
         if getattr(request, "_aa_stripe_delete_failed", False):
@@ -156,4 +176,8 @@ class StripeCouponAdmin(StripeModelAdmin):
         return super().response_delete(request, obj_display, obj_id)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[StripeCoupon]) -> None:
-        self.run_per_row(request, queryset, "delete", doing="delete", done="Deleted at Stripe:")
+        def delete(coupon: StripeCoupon) -> None:
+            coupon.delete()
+            super(StripeCouponAdmin, self).log_deletions(request, [coupon])
+
+        self.run_per_row(request, queryset, delete, doing="delete", done="Deleted at Stripe:")

@@ -9,9 +9,10 @@ from django.utils.translation import gettext_lazy as _
 
 from aa_stripe import stripe_api
 from aa_stripe.currencies import CURRENCY_CHOICES, from_minor_units, to_minor_units, validate_currency
-from aa_stripe.exceptions import StripeCouponAlreadyExists, StripeInvalidRequestError, StripeMethodNotAllowed
+from aa_stripe.exceptions import StripeCouponAlreadyExists, StripeMethodNotAllowed
 
 from .base import StripeBasicModel, timestamp_to_datetime
+from .catalog_operations import without_operation_id
 
 
 class StripeCouponQuerySet(models.QuerySet["StripeCoupon"]):
@@ -135,23 +136,34 @@ class StripeCoupon(StripeBasicModel):
     def save(self, force_retrieve: bool = False, *args: Any, **kwargs: Any) -> None:
         """Create the coupon at Stripe, push metadata changes, or delete it at Stripe.
 
-        ``force_retrieve=True`` makes a row from a coupon that already exists at Stripe.
+        ``force_retrieve=True`` makes a row from a coupon that already exists at Stripe. Writes to
+        Stripe go through the operations journal: no transaction may be open around this call
+        (the row is written once Stripe answered, in a transaction of its own). After an unknown
+        outcome (:class:`~aa_stripe.exceptions.StripeInternalError`), saving the same coupon again
+        (a new instance with the same values, too) finishes the first request instead of making a
+        second coupon; so does ``reconcile_stripe_operations``.
         """
         if self.is_deleted and not self._previous_is_deleted:
-            self._delete_at_stripe()
+            coupon_operations.delete(self)
         elif force_retrieve:
             self._adopt_from_stripe()
+            self._save_local(*args, **kwargs)
         elif not self.is_created_at_stripe:
-            self._create_at_stripe()
-        elif not self.is_deleted:
-            self._push_changes()
-        self._save_local(*args, **kwargs)
+            coupon_operations.create(self, self._create_params())
+        elif not self.is_deleted and self._metadata_changed():
+            coupon_operations.push_metadata(self)
+        else:
+            self._save_local(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """Delete at Stripe and keep the row with ``is_deleted=True`` (no row is removed)."""
         if not self.is_deleted:
             self.is_deleted = True
-            self.save()
+            try:
+                self.save()
+            except BaseException:
+                self.is_deleted = self._previous_is_deleted
+                raise
         return 0, {self._meta.label: 0}
 
     def update_from_stripe_data(
@@ -197,7 +209,8 @@ class StripeCoupon(StripeBasicModel):
             "duration_in_months": stripe_coupon.get("duration_in_months"),
             "livemode": bool(stripe_coupon.get("livemode")),
             "max_redemptions": stripe_coupon.get("max_redemptions"),
-            "metadata": stripe_coupon.get("metadata") or {},
+            # The journal's own key (the id of the operation that last wrote it) is not the host's.
+            "metadata": without_operation_id(stripe_coupon).get("metadata") or {},
             "percent_off": Decimal(str(percent_off)) if percent_off is not None else None,
             "redeem_by": timestamp_to_datetime(stripe_coupon.get("redeem_by")),
             "times_redeemed": stripe_coupon.get("times_redeemed") or 0,
@@ -209,12 +222,7 @@ class StripeCoupon(StripeBasicModel):
         super().save(*args, **kwargs)
         self._remember_state()
 
-    def _create_at_stripe(self) -> None:
-        if (
-            self.coupon_id
-            and StripeCoupon.objects.filter(coupon_id=self.coupon_id).exclude(pk=self.pk).exists()
-        ):
-            raise StripeCouponAlreadyExists()
+    def _create_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
             "duration": self.duration,
             "metadata": self.metadata or {},
@@ -229,13 +237,7 @@ class StripeCoupon(StripeBasicModel):
             "redeem_by": int(self.redeem_by.timestamp()) if self.redeem_by else None,
         }
         params.update({key: value for key, value in optional.items() if value is not None})
-        try:
-            stripe_coupon = stripe_api.call("coupons", "create", params=params)
-        except StripeInvalidRequestError as err:
-            if err.code == "resource_already_exists":
-                raise StripeCouponAlreadyExists() from err
-            raise
-        self.update_from_stripe_data(stripe_coupon, commit=False)
+        return params
 
     def _adopt_from_stripe(self) -> None:
         stripe_coupon = stripe_api.call("coupons", "retrieve", self.coupon_id)
@@ -249,32 +251,15 @@ class StripeCoupon(StripeBasicModel):
         existing.filter(is_deleted=False).update(is_deleted=True)
         self.update_from_stripe_data(stripe_coupon, commit=False)
 
-    def _push_changes(self) -> None:
+    def _metadata_changed(self) -> bool:
+        """Whether metadata must be pushed; changes Stripe cannot make raise."""
         changed = [name for name in self.IMMUTABLE_FIELDS if getattr(self, name) != self._previous[name]]
         if changed:
             raise StripeMethodNotAllowed(
                 f"Stripe cannot change {', '.join(changed)} of an existing coupon; "
                 "create a new coupon instead."
             )
-        if self.metadata == self._previous["metadata"]:
-            return
-        try:
-            stripe_coupon = stripe_api.call(
-                "coupons", "update", self.coupon_id, params={"metadata": self.metadata}
-            )
-        except StripeInvalidRequestError as err:
-            if err.kind != "not_found":
-                raise
-            self.is_deleted = True
-            return
-        self.update_from_stripe_data(stripe_coupon, commit=False)
+        return self.metadata != self._previous["metadata"]
 
-    def _delete_at_stripe(self) -> None:
-        try:
-            stripe_coupon = stripe_api.call("coupons", "retrieve", self.coupon_id)
-            # A coupon re-created at Stripe under the same id is not ours to delete.
-            if timestamp_to_datetime(stripe_coupon.get("created")) == self.created:
-                stripe_api.call("coupons", "delete", self.coupon_id)
-        except StripeInvalidRequestError as err:
-            if err.kind != "not_found":
-                raise
+
+from . import coupon_operations  # noqa: E402 (registers the journal's coupon kinds; needs the class above)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.core.validators import MinValueValidator
@@ -8,18 +7,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from aa_stripe import stripe_api
 from aa_stripe.conf import default_currency
 from aa_stripe.currencies import validate_currency
-from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed
 from aa_stripe.validators import (
-    clean_amount,
-    require_valid,
     validate_amount_for_currency,
     validate_plan_amount_field,
-    validate_statement_descriptor,
     validate_statement_descriptor_field,
-    validate_stripe_currency,
 )
 
 from .base import StripeBasicModel
@@ -97,51 +90,26 @@ class StripeSubscriptionPlan(StripeBasicModel):
     def create_at_stripe(self) -> dict[str, Any]:
         """Create the plan (and its product, by name) at Stripe; returns Stripe's plan.
 
-        The plan id is chosen and saved before the call, so a retry after a lost answer
-        finds the plan Stripe already made instead of creating a second one.
+        The plan id is chosen and saved, and the request frozen in the operations journal, before
+        anything is sent. When the outcome is unknown (:class:`~aa_stripe.exceptions.StripeInternalError`)
+        the row is kept; calling this again (or ``reconcile_stripe_operations``) sends that same
+        request with the same key, or finds the plan Stripe made, and never makes a second one.
 
         An amount, currency or statement descriptor Stripe would refuse raises
         :class:`~aa_stripe.exceptions.StripeInvalidInput` before anything is saved or sent.
         """
-        if self.is_created_at_stripe:
-            raise StripeMethodNotAllowed("This plan is already created at Stripe.")
-        require_valid("currency", validate_stripe_currency, self.currency)
-        amount = require_valid("amount", clean_amount, self.amount, self.currency, allow_zero=True)
-        require_valid("statement_descriptor", validate_statement_descriptor, self.statement_descriptor)
-        if not self.stripe_plan_id:
-            self.stripe_plan_id = f"plan_{uuid.uuid4().hex}"
-        self.save()
-        product: dict[str, Any] = {"name": self.name}
-        if self.statement_descriptor:
-            product["statement_descriptor"] = self.statement_descriptor
-        params: dict[str, Any] = {
-            "id": self.stripe_plan_id,
-            "amount": amount,
-            "currency": self.currency,
-            "interval": self.interval,
-            "interval_count": self.interval_count,
-            "product": product,
-            "metadata": self.metadata or {},
-        }
-        if self.trial_period_days:
-            params["trial_period_days"] = self.trial_period_days
-        try:
-            plan = stripe_api.call(
-                "plans", "create", params=params, idempotency_key=f"plan:{self.stripe_plan_id}"
-            )
-        except StripeInvalidRequestError as err:
-            if err.code != "resource_already_exists":
-                raise
-            plan = stripe_api.call("plans", "retrieve", self.stripe_plan_id)
-            if (plan.get("amount"), plan.get("currency"), plan.get("interval")) != (
-                amount,
-                self.currency,
-                self.interval,
-            ):
-                raise StripeMethodNotAllowed(
-                    f"A different plan with id {self.stripe_plan_id!r} already exists at Stripe."
-                ) from err
-        self.stripe_response = plan
-        self.is_created_at_stripe = True
-        self.save()
-        return plan
+        return plan_operations.create(self)
+
+    @property
+    def creation_unfinished(self) -> bool:
+        """Whether a creation at Stripe was started and its outcome is not known yet."""
+        return self.pk is not None and plan_operations.unfinished_operation(self) is not None
+
+    @classmethod
+    def unfinished_like(cls, plan: StripeSubscriptionPlan) -> StripeSubscriptionPlan | None:
+        """The saved plan whose creation is unfinished and sends what ``plan``'s would: asking
+        again for the same plan (a retry after an unknown outcome) should finish that row."""
+        return plan_operations.unfinished_like(plan)
+
+
+from . import plan_operations  # noqa: E402 (registers the journal's plan kind; needs the class above)

@@ -254,6 +254,9 @@ def execute(operation: StripeOperation, target: Any = None) -> Outcome:
                 pk=operation.pk, state=StripeOperation.SENDING, attempts=operation.attempts
             ).update(state=StripeOperation.UNKNOWN, lease_until=None, updated=timezone.now())
         raise
+    if operation.state != outcome.state and operation.state != StripeOperation.SENDING:
+        # The recorder judged again (e.g. a refusal that a lookup showed was ours): its word counts.
+        return Outcome(operation.state, operation.result or outcome.result, outcome.error)
     return outcome
 
 

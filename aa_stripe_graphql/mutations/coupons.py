@@ -1,8 +1,10 @@
 """Coupons (staff): create one at Stripe, change its metadata, delete it (the row is kept).
 
-Stripe has no idempotency key on coupon creation here: when Stripe does not answer, no row is
-saved and the payload says ``STRIPE_API_ERROR``; asking again answers ``ALREADY_EXISTS`` on
-``couponId`` if Stripe had made it (adopt it with ``StripeCoupon(coupon_id=...).save(force_retrieve=True)``).
+Every write goes through the operations journal, with no transaction open while Stripe is called.
+When Stripe does not answer a creation, no row is saved yet and the payload says
+``STRIPE_API_ERROR``; asking again for the same coupon sends the same request under the same key
+(or finds the coupon Stripe made) and returns it, and ``reconcile_stripe_operations`` finishes it
+if nobody asks again. The same holds for a metadata change and a deletion.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 import graphene
-from django.db import transaction
 from django.utils import timezone
 
 from aa_stripe.currencies import to_minor_units
@@ -142,11 +143,10 @@ class CreateStripeCoupon(StripeMutation):
             metadata=metadata_object(data.get("metadata")),
         )
         clean(coupon, (*_COUPON_INPUTS, "coupon_id") if coupon.coupon_id else _COUPON_INPUTS)
-        if coupon.coupon_id and StripeCoupon.objects.filter(coupon_id=coupon.coupon_id).exists():
-            raise UserError(StripeErrorCode.ALREADY_EXISTS, _ALREADY_EXISTS, "couponId")
         try:
-            with transaction.atomic():
-                coupon.save()
+            # Refuses a live coupon of this code before Stripe is called; finishes an unfinished
+            # creation of the same coupon (a retry) instead of starting another.
+            coupon.save()
         except StripeCouponAlreadyExists:
             raise UserError(StripeErrorCode.ALREADY_EXISTS, _ALREADY_EXISTS, "couponId") from None
         return {"coupon": coupon}

@@ -1,8 +1,9 @@
 """Subscription plans (staff): create one at Stripe.
 
-An unknown outcome at Stripe keeps the row (its plan id was chosen before the call) and returns
-it with ``STRIPE_API_ERROR``; ``create_at_stripe()`` on that row (admin, shell) later finds the
-plan Stripe made instead of making a second one. Any other failure leaves no row.
+An unknown outcome at Stripe keeps the row (its plan id was chosen and its request frozen before
+the call) and returns it with ``STRIPE_API_ERROR``. Asking again for the same plan finishes that
+row, as do ``create_at_stripe()`` on it (admin action, shell) and ``reconcile_stripe_operations``:
+Stripe never gets a second plan. Any other failure leaves no row.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from django.db import transaction
 
 from aa_stripe.conf import default_currency
-from aa_stripe.exceptions import StripeInternalError
+from aa_stripe.exceptions import AaStripeError
 from aa_stripe.models import StripeSubscriptionPlan
 
 from ..enums import StripePlanInterval
@@ -65,12 +65,15 @@ class CreateStripeSubscriptionPlan(StripeMutation):
             metadata=metadata_object(data.get("metadata")),
         )
         clean(plan, _PLAN_INPUTS)  # amount in its currency (0: a free plan), statement descriptor limits
-        unknown: StripeInternalError | None = None
-        with transaction.atomic():
-            try:
-                plan.create_at_stripe()
-            except StripeInternalError as err:
-                unknown = err  # the row (with its plan id) is kept: Stripe may have the plan
-        if unknown is not None:
-            return with_error("plan", plan, unknown)
+        # The same plan asked for again after an unknown outcome: finish that row, not a second one.
+        plan = StripeSubscriptionPlan.unfinished_like(plan) or plan
+        made_here = plan.pk is None
+        try:
+            plan.create_at_stripe()  # commits its plan before Stripe is called: no transaction here
+        except AaStripeError as err:
+            if plan.creation_unfinished:
+                return with_error("plan", plan, err)  # Stripe may have the plan: the row is kept
+            if made_here and plan.pk is not None:
+                plan.delete()  # refused: nothing at Stripe, nothing kept (the journal keeps the refusal)
+            raise
         return {"plan": plan}
