@@ -106,3 +106,21 @@ def test_the_charge_page_links_to_its_operations_and_the_list_filters_on_them(
     searched = staff_client.get(url, {"q": charge.stripe_charge_id})
     assert [op.key for op in searched.context["cl"].result_list] == [charge.idempotency_key]
     assert staff_client.get(reverse("admin:aa_stripe_stripeoperation_add")).status_code == 403
+
+
+def test_subscription_coupon_and_plan_pages_link_to_their_operations(
+    staff_client, fake_stripe, customer, user, plan
+):
+    from aa_stripe.models import StripeCoupon, StripeSubscription
+
+    subscription = StripeSubscription.objects.create(user=user, plan=plan)
+    subscription.create_at_stripe()
+    coupon = StripeCoupon.objects.create(coupon_id="LINKED", duration="once", percent_off=5)
+
+    for name, obj in (
+        ("stripesubscription", subscription),
+        ("stripecoupon", coupon),
+        ("stripesubscriptionplan", plan),
+    ):
+        page = staff_client.get(reverse(f"admin:aa_stripe_{name}_change", args=[obj.pk])).content.decode()
+        assert "1 operation<" in page and "stripeoperation/?content_type__id__exact=" in page, name

@@ -20,6 +20,7 @@ from aa_stripe.models import (
 )
 
 from .base import CURRENCY_FILTER, StripeModelAdmin, StripeWritingAdmin, user_search_fields
+from .operations import operations_link
 
 
 @admin.register(StripeSubscriptionPlan)
@@ -27,7 +28,8 @@ class StripeSubscriptionPlanAdmin(StripeModelAdmin):
     list_display = "name stripe_plan_id amount_display billed trial_period_days is_created_at_stripe".split()
     list_filter = ("interval", CURRENCY_FILTER, "is_created_at_stripe")
     search_fields = ("name", "=stripe_plan_id")
-    readonly_fields = ("is_created_at_stripe", "created", "updated", "stripe_response_display")
+    readonly_fields = ("is_created_at_stripe", "created", "updated", "stripe_response_display", "operations")
+    operations = admin.display(description="operations")(lambda self, obj: operations_link(obj))
     # Stripe cannot change a plan's price and the library pushes no edits: only `source` stays editable.
     locked_fields = (
         "stripe_plan_id name amount currency interval interval_count trial_period_days "
@@ -65,8 +67,9 @@ class StripeSubscriptionAdmin(StripeModelAdmin):
     autocomplete_fields = ("plan", "customer", "coupon")
     readonly_fields = (
         "uuid stripe_subscription_id is_created_at_stripe status at_period_end canceled_at created updated "
-        "stripe_response_display"
+        "stripe_response_display operations"
     ).split()
+    operations = admin.display(description="operations")(lambda self, obj: operations_link(obj))
     locked_fields = ("user", "plan", "customer", "coupon", "metadata", "tax_percent")
     actions = ("cancel_at_period_end", "cancel_now", "refresh_from_stripe")
 
@@ -117,8 +120,9 @@ class StripeCouponAdmin(StripeWritingAdmin):
     date_hierarchy = "created"
     readonly_fields = (
         "times_redeemed valid livemode is_created_at_stripe is_deleted created updated "
-        "stripe_response_display"
+        "stripe_response_display operations"
     ).split()
+    operations = admin.display(description="operations")(lambda self, obj: operations_link(obj))
     locked_fields = StripeCoupon.IMMUTABLE_FIELDS  # editable on the add form only
 
     def is_locked(self, obj: Any) -> bool:
