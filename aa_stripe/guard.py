@@ -32,12 +32,14 @@ class StripeWriteInTransaction(RuntimeError):
 @contextlib.contextmanager
 def library_atomic(using: str | None = None) -> Iterator[None]:
     """``transaction.atomic(using)`` marked as the library's own (see the module docstring)."""
-    token = _open.set(_open.get() + 1)
-    try:
-        with transaction.atomic(using=using):
+    with transaction.atomic(using=using):
+        # Marked inside the block: its on-commit callbacks (signals after commit) run after the
+        # mark is gone, outside the library's transaction, and may write to Stripe.
+        token = _open.set(_open.get() + 1)
+        try:
             yield
-    finally:
-        _open.reset(token)
+        finally:
+            _open.reset(token)
 
 
 def in_library_transaction() -> bool:

@@ -15,16 +15,16 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Model
+from graphql import GraphQLError
 
-from aa_stripe.conf import stripe_settings
 from aa_stripe.models import StripeRequestKey
 
-from .errors import StripeErrorCode, stripe_error
+from .errors import StripeErrorCode, internal_error, stripe_error
+from .permissions import stripe_user
 
 #: Seconds a second call with the same key waits for the first (STRIPE_GRAPHQL_IDEMPOTENCY_WAIT).
 DEFAULT_WAIT = 5.0
@@ -34,6 +34,16 @@ KEY_DESCRIPTION = (
     "the first call's payload instead of acting twice; with another input it is refused "
     "(IDEMPOTENCY_KEY_REUSED). Kept at least 24 hours."
 )
+
+
+def owner_of(request: Any) -> str:
+    """The signed-in user and the Stripe user the request acts for (a host's
+    STRIPE_GRAPHQL_GET_STRIPE_USER may map one login to several): a key is theirs together."""
+    owner = StripeRequestKey.owner_of(request.user)
+    acting = stripe_user(request)
+    if acting is not None and acting.pk is not None and acting != request.user:
+        owner += f"|{StripeRequestKey.owner_of(acting)}"
+    return owner
 
 
 def wait_seconds() -> float:
@@ -57,10 +67,11 @@ def fingerprint(data: dict[str, Any]) -> str:
 
 
 def run_once(
-    user: Any, scope: str, key: str, data: dict[str, Any], act: Callable[[], dict[str, Any]]
+    owner: str, scope: str, key: str, data: dict[str, Any], act: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    """The payload values for this call: ``act()``'s on the first call with the key, else a replay."""
-    row, first = StripeRequestKey.claim(StripeRequestKey.owner_of(user), scope, key, fingerprint(data))
+    """The payload values for this call: ``act()``'s on the first call with the key, else a replay.
+    ``owner`` names who sent it (see :func:`owner_of`)."""
+    row, first = StripeRequestKey.claim(owner, scope, key, fingerprint(data))
     if not first:
         return _answer_later_call(row, data, act)
     return _act_and_store(row, act)
@@ -69,9 +80,17 @@ def run_once(
 def _act_and_store(row: StripeRequestKey, act: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         payload = act()
-    except BaseException:
-        row.release()  # nothing was answered: the key may be sent again
+    except GraphQLError:
+        row.release()  # refused before acting (not signed in, no permission): the key may be reused
         raise
+    except BaseException:
+        # Something failed after the mutation may have acted (a signal receiver, the database):
+        # the key keeps that answer, so sending it again never acts twice.
+        row.finish({"internal": True})
+        raise
+    if payload.get("errors") and all(e.get("code") == "in_progress" for e in payload["errors"]):
+        row.release()  # nothing was done: another write was in flight; the key may be sent again
+        return payload
     row.finish(_stored(payload))
     return payload
 
@@ -84,9 +103,8 @@ def _answer_later_call(
     deadline = time.monotonic() + wait_seconds()
     while row.state != StripeRequestKey.DONE:
         if time.monotonic() >= deadline:
-            stale = timedelta(seconds=float(stripe_settings.OPERATION_LEASE))
-            if row.take_over(stale):  # the first call died while running: act in its place
-                return _act_and_store(row, act)
+            # Still running, or its process died after acting: acting again could charge twice, so
+            # the key answers IN_PROGRESS (the journal's reconcile finishes what the first call sent).
             return {"errors": [_in_progress()]}
         time.sleep(_POLL)
         fresh = StripeRequestKey.objects.filter(pk=row.pk).first()
@@ -107,6 +125,9 @@ def _stored(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _replayed(response: dict[str, Any]) -> dict[str, Any]:
     from django.apps import apps
+
+    if response.get("internal"):
+        raise internal_error()  # the first call failed unexpectedly; its answer stays that
 
     payload: dict[str, Any] = {"errors": response.get("errors") or []}
     for name, (label, pk) in (response.get("objects") or {}).items():

@@ -54,11 +54,27 @@ def json_display(field: str, description: str) -> Callable[[Any, Model], str]:
     return display
 
 
+def _non_atomic_requests(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """``transaction.non_atomic_requests`` for every database: a host's ``ATOMIC_REQUESTS`` must
+    not wrap these views either (the attribute reaches the URL's view through the admin's wrappers)."""
+    for alias in connections:
+        view = transaction.non_atomic_requests(using=alias)(view)
+    return view
+
+
 class StripeModelAdmin(admin.ModelAdmin):
     """Shared parts: fields locked once Stripe has the object, display columns, per-row actions."""
 
     #: read-only once :meth:`is_locked` says the object exists at Stripe
     locked_fields: Sequence[str] = ()
+
+    @_non_atomic_requests
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # Actions run from here and write to Stripe row by row: under a host's ATOMIC_REQUESTS a
+        # rollback after Stripe acted would lose the record of it, and row locks would be held
+        # while Stripe answers.
+        return super().changelist_view(request, extra_context)
+
     exclude = ("stripe_response",)
 
     stripe_response_display = json_display("stripe_response", "Stripe response")
@@ -124,14 +140,6 @@ class StripeModelAdmin(admin.ModelAdmin):
         if succeeded:
             name = opts.verbose_name if succeeded == 1 else opts.verbose_name_plural
             self.message_user(request, f"{done} {succeeded} {name}.", messages.SUCCESS)
-
-
-def _non_atomic_requests(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """``transaction.non_atomic_requests`` for every database: a host's ``ATOMIC_REQUESTS`` must
-    not wrap these views either (the attribute reaches the URL's view through the admin's wrappers)."""
-    for alias in connections:
-        view = transaction.non_atomic_requests(using=alias)(view)
-    return view
 
 
 class StripeWritingAdmin(StripeModelAdmin):

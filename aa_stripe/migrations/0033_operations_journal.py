@@ -83,6 +83,13 @@ class Migration(migrations.Migration):
                         default=False, help_text="Look the outcome up at Stripe before sending again."
                     ),
                 ),
+                (
+                    "legacy",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Made on upgrade from an older version's in-flight state: its request went without metadata[operation], so a lookup matches the older version's own ids.",
+                    ),
+                ),
                 ("first_sent_at", models.DateTimeField(blank=True, null=True)),
                 ("last_sent_at", models.DateTimeField(blank=True, null=True)),
                 ("lease_until", models.DateTimeField(blank=True, null=True)),

@@ -31,6 +31,8 @@ def in_flight_to_operations(apps, schema_editor):
     content_type, _ = ContentType.objects.using(db).get_or_create(app_label="aa_stripe", model="stripecharge")
     operations = []
     for charge in in_flight.select_related("customer"):
+        # Enough to look the charge up (its uuid and attempt, and the customer when known); the full
+        # request is rebuilt from the row before anything is sent again.
         params = {"amount": charge.amount, "currency": charge.currency, "metadata": _metadata(charge)}
         if charge.customer_id and charge.customer.stripe_customer_id:
             params["customer"] = charge.customer.stripe_customer_id
@@ -43,11 +45,11 @@ def in_flight_to_operations(apps, schema_editor):
                 object_id=str(charge.pk),
                 service="charges",
                 method="create",
-                # Rebuilt in full by the next charge(); the lookup needs only these.
-                params={} if "customer" not in params else params,
+                params=params,
                 state="unknown",
                 attempts=1,
                 needs_lookup=True,
+                legacy=True,
                 first_sent_at=charge.attempt_started_at,
                 last_sent_at=charge.attempt_started_at,
             )
@@ -71,6 +73,7 @@ def in_flight_to_operations(apps, schema_editor):
                 state="unknown",
                 attempts=1,
                 needs_lookup=True,
+                legacy=True,
                 first_sent_at=charge.updated,
                 last_sent_at=charge.updated,
             )

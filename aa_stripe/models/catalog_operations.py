@@ -88,11 +88,13 @@ def plan_for_row(
         raise StripeOperationInProgress()
     if operation_id:
         return journal.plan(
-            target, kind=kind, service=service, method=method, params=params, key=key, ids=ids
+            target, kind=kind, service=service, method=method, params=params, key=key, ids=ids, fresh_key=True
         )
     operation = StripeOperation(
         kind=kind, target=target, service=service, method=method, ids=list(ids), key=key, params=params
     )
+    if StripeOperation.objects.filter(key=key).exists():  # the count went down after pruning
+        operation.key = f"{key}:{operation.uuid.hex[:12]}"
     operation.save(force_insert=True)
     return operation
 

@@ -23,6 +23,7 @@ from aa_stripe.signals import stripe_charge_card_exception, stripe_charge_refund
 
 from .base import lock_for_update
 from .charges import StripeCharge, StripeRefund
+from .customers import StripeCustomer
 
 #: Stripe's clock and ours differ a little: look a bit before the first send.
 LOOKUP_MARGIN = timedelta(minutes=10)
@@ -68,10 +69,13 @@ def lookup_charge(operation: StripeOperation) -> Outcome | None:
     sent = params.get("metadata") or {}
 
     def legacy(found: dict[str, Any]) -> bool:
+        # Only an operation made from an older version's in-flight state was sent without its id.
         metadata = found.get("metadata") or {}
-        return (metadata.get("charge_uuid"), metadata.get("attempt")) == (
-            sent.get("charge_uuid"),
-            sent.get("attempt"),
+        return (
+            operation.legacy
+            and bool(sent.get("charge_uuid"))
+            and (metadata.get("charge_uuid"), metadata.get("attempt"))
+            == (sent.get("charge_uuid"), sent.get("attempt"))
         )
 
     for found in stripe_api.iterate("charges", query):
@@ -146,8 +150,10 @@ def lookup_refund(operation: StripeOperation) -> Outcome | None:
         .values_list("stripe_refund_id", flat=True)
     )
 
-    def legacy(found: dict[str, Any]) -> bool:  # a refund of an older version, not recorded here
-        return found.get("amount") == amount and found.get("id") not in recorded
+    def legacy(found: dict[str, Any]) -> bool:
+        # Only an operation made from an older version's in-flight state was sent without its id:
+        # a refund of that amount the older version made and nothing here recorded.
+        return operation.legacy and found.get("amount") == amount and found.get("id") not in recorded
 
     for found in stripe_api.iterate("refunds", {"charge": charge_id}):
         if _ours(found, operation, legacy) and found.get("status") not in ("failed", "canceled"):
@@ -209,7 +215,20 @@ def _refunds_at_stripe(charge: StripeCharge) -> list[dict[str, Any]] | None:
         return None
 
 
-journal.register("charge", lookup=lookup_charge, record=record_charge)
+def prepare_charge(operation: StripeOperation) -> None:
+    """An operation migrated from an older version holds only what its lookup needs: before it is
+    sent (its lookup found nothing), the full request is rebuilt from the row, once, then frozen."""
+    if not operation.legacy or "operation" in (operation.params.get("metadata") or {}):
+        return
+    charge = StripeCharge.objects.filter(pk=operation.object_id).first()
+    if charge is None:
+        return
+    customer = StripeCustomer.get_customer_to_charge(charge.user_id, preferred=charge.customer)
+    operation.params = journal.with_operation_id(charge.rebuilt_charge_params(customer), operation)
+    StripeOperation.objects.filter(pk=operation.pk).update(params=operation.params)
+
+
+journal.register("charge", lookup=lookup_charge, record=record_charge, prepare=prepare_charge)
 journal.register("refund", lookup=lookup_refund, record=record_refund)
 
 

@@ -169,13 +169,7 @@ class StripeCharge(StripeBasicModel):
             else None
         )
         if unfinished is not None:
-            if not unfinished.params:  # migrated from an older version: rebuilt, looked up first
-                customer = StripeCustomer.get_customer_to_charge(self.user_id, preferred=self.customer)
-                unfinished.params = journal.with_operation_id(
-                    self._charge_params(customer, payment_uuid), unfinished
-                )
-                unfinished.save(update_fields=["params", "updated"])
-            return unfinished
+            return unfinished  # (one migrated from an older version is completed before it is sent)
         customer = self.check_chargeable()
         if self.charge_attempt_failed:
             self.attempt += 1
@@ -190,6 +184,7 @@ class StripeCharge(StripeBasicModel):
             method="create",
             params=self._charge_params(customer, payment_uuid),
             key=self.idempotency_key,
+            fresh_key=True,  # e.g. charge_attempt_failed reset by hand: a new request, a new key
         )
 
     def check_chargeable(self) -> StripeCustomer:
@@ -241,6 +236,11 @@ class StripeCharge(StripeBasicModel):
             except ValidationError as err:
                 errors.append((field, err))
         return errors
+
+    def rebuilt_charge_params(self, customer: StripeCustomer) -> dict[str, Any]:
+        """The request of the current attempt, rebuilt from the row (for an attempt an older version
+        sent, whose request was not kept)."""
+        return self._charge_params(customer, None)
 
     def _member_uuid(self) -> Any:
         """The user's ``uuid`` (aa-stripe sent it as metadata), without loading a user that has none."""
@@ -314,6 +314,7 @@ class StripeCharge(StripeBasicModel):
                     "metadata": {"charge_uuid": str(self.uuid)},
                 },
                 key=f"refund:{self.uuid}:{self.amount_refunded}:{to_refund}",
+                fresh_key=True,  # a refund Stripe refused may be asked again: a new request
             )
 
     def apply_stripe_refunds(

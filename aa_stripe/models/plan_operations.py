@@ -84,6 +84,7 @@ def create(plan: StripeSubscriptionPlan) -> dict[str, Any]:
                 method="create",
                 params={"id": plan.stripe_plan_id, **params},
                 key=_key(plan.stripe_plan_id),
+                fresh_key=True,  # the count goes down when finished operations are pruned
             )
     outcome = journal.execute(operation, target=plan)
     # The recorder may have judged a refusal "id already exists" again (ours, adopted, someone

@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, models, router
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from aa_stripe.guard import library_atomic
@@ -72,12 +71,3 @@ class StripeRequestKey(models.Model):
     def release(self) -> None:
         """The first call failed before it acted: the key may be used again."""
         type(self).objects.filter(pk=self.pk, state=self.RUNNING).delete()
-
-    def take_over(self, stale_after: timedelta) -> bool:
-        """Take a key whose first call died while running (not updated for ``stale_after``)."""
-        cutoff = timezone.now() - stale_after
-        now = timezone.now()
-        taken = (
-            type(self).objects.filter(pk=self.pk, state=self.RUNNING, updated__lt=cutoff).update(updated=now)
-        )
-        return bool(taken)

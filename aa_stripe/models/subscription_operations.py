@@ -107,7 +107,13 @@ def _plan_new_create(subscription: StripeSubscription) -> StripeOperation:
     earlier = _operations(subscription, CREATE).count()
     key = f"subscription:{subscription.uuid}" + (f":{earlier + 1}" if earlier else "")
     return journal.plan(
-        subscription, kind=CREATE, service="subscriptions", method="create", params=params, key=key
+        subscription,
+        kind=CREATE,
+        service="subscriptions",
+        method="create",
+        params=params,
+        key=key,
+        fresh_key=True,
     )
 
 
@@ -198,8 +204,12 @@ def lookup_create(operation: StripeOperation) -> Outcome | None:
         # same plan and metadata, and no row of ours holds it.
         own = {key: value for key, value in sent.items() if key not in OWN_METADATA}
         plans = [(item.get("plan") or {}).get("id") for item in (found.get("items") or {}).get("data", [])]
+        made = found.get("created") or 0
         return (
-            found.get("metadata") == {key: _as_sent(value) for key, value in own.items()}
+            # before this operation was planned (so not its own), after the row was made
+            (row is None or made >= int(row.created.timestamp()) - 1)
+            and made <= int(operation.created.timestamp())
+            and found.get("metadata") == {key: _as_sent(value) for key, value in own.items()}
             and plans == [item.get("plan") for item in params.get("items", [])]
             and not model.objects.filter(stripe_subscription_id=found.get("id")).exists()
         )
@@ -282,6 +292,7 @@ def plan_cancel(subscription: StripeSubscription, at_period_end: bool) -> Stripe
             method="update" if at_period_end else "cancel",
             params={"cancel_at_period_end": True} if at_period_end else {},
             key=f"{prefix}:{subscription.uuid}:{done + 1}",
+            fresh_key=True,  # the count goes down when finished operations are pruned
             ids=(subscription.stripe_subscription_id,),
         )
         operation.params = {name: value for name, value in operation.params.items() if name != "metadata"}

@@ -77,13 +77,21 @@ class Kind:
 
     lookup: Callable[[StripeOperation], Outcome | None]
     record: Callable[[StripeOperation, Outcome, Any], None]
+    prepare: Callable[[StripeOperation], None] | None = None
 
 
 KINDS: dict[str, Kind] = {}
 
 
-def register(kind: str, lookup: Callable[..., Outcome | None], record: Callable[..., None]) -> None:
-    KINDS[kind] = Kind(lookup=lookup, record=record)
+def register(
+    kind: str,
+    lookup: Callable[..., Outcome | None],
+    record: Callable[..., None],
+    prepare: Callable[[StripeOperation], None] | None = None,
+) -> None:
+    """``prepare(operation)``, when given, runs after the claim and before the send (e.g. to
+    complete the request of an operation migrated from an older version)."""
+    KINDS[kind] = Kind(lookup=lookup, record=record, prepare=prepare)
 
 
 def lease() -> timedelta:
@@ -99,11 +107,18 @@ def plan(
     params: dict[str, Any],
     key: str,
     ids: tuple[str, ...] = (),
+    fresh_key: bool = False,
 ) -> StripeOperation:
-    """Write a new operation for ``target`` (inside the caller's short transaction)."""
+    """Write a new operation for ``target`` (inside the caller's short transaction).
+
+    ``fresh_key``: when an earlier, finished operation used ``key`` (a deliberate retry after a
+    refusal, a count that went down after pruning), this one gets ``key:<its uuid>``, so Stripe
+    never replays that one's answer; without it ``key`` must be new (a unique constraint)."""
     operation = StripeOperation(
         kind=kind, target=target, service=service, method=method, ids=list(ids), key=key
     )
+    if fresh_key and StripeOperation.objects.filter(key=key).exists():
+        operation.key = f"{key}:{operation.uuid.hex[:12]}"
     operation.params = with_operation_id(params, operation)
     operation.save(force_insert=True)
     return operation
@@ -126,7 +141,8 @@ def claim(operation: StripeOperation) -> None:
         state=StripeOperation.SENDING, lease_until__lt=now
     )
     taken = (
-        StripeOperation.objects.filter(pk=operation.pk)
+        # attempts as read: a copy read before another worker's claim cannot take it over blindly
+        StripeOperation.objects.filter(pk=operation.pk, attempts=operation.attempts)
         .filter(claimable)
         .update(
             state=StripeOperation.SENDING,
@@ -195,11 +211,19 @@ def send(operation: StripeOperation) -> Outcome:
 
 
 def _renew_key(operation: StripeOperation) -> None:
-    """Not found at Stripe: send afresh under a new key (the old one may replay a 5xx, or be gone)."""
+    """Not found at Stripe: send afresh under a new key (the old one may replay a 5xx, or be gone).
+
+    Only while this worker still holds the claim, which is extended: a lookup that outlived the
+    lease must not race another worker's lookup and send under a second key."""
     base = operation.key.split("~", 1)[0]
-    operation.key = f"{base}~{operation.attempts}"
-    operation.needs_lookup = False
-    StripeOperation.objects.filter(pk=operation.pk).update(key=operation.key, needs_lookup=False)
+    key = f"{base}~{operation.attempts}"
+    now = timezone.now()
+    renewed = StripeOperation.objects.filter(
+        pk=operation.pk, state=StripeOperation.SENDING, attempts=operation.attempts
+    ).update(key=key, needs_lookup=False, lease_until=now + lease(), updated=now)
+    if not renewed:
+        raise StripeOperationInProgress()
+    operation.key, operation.needs_lookup = key, False
 
 
 def finish(operation: StripeOperation, outcome: Outcome) -> bool:
@@ -242,17 +266,18 @@ def _failed_object_id(body: dict[str, Any]) -> str:
 
 def execute(operation: StripeOperation, target: Any = None) -> Outcome:
     """Claim, send and record ``operation``; the outcome (its kind's recorder has applied it)."""
+    kind = KINDS[operation.kind]
     claim(operation)
-    outcome = send(operation)
     try:
-        KINDS[operation.kind].record(operation, outcome, target)
+        if kind.prepare is not None:
+            kind.prepare(operation)
+        outcome = send(operation)
+        kind.record(operation, outcome, target)
     except BaseException:
-        # Recording failed (the database, a bug): free the claim at once, so the next call re-sends
-        # the same request and Stripe replays its answer, instead of waiting for the lease to end.
-        with contextlib.suppress(Exception):  # a broken transaction: the lease frees it later
-            StripeOperation.objects.filter(
-                pk=operation.pk, state=StripeOperation.SENDING, attempts=operation.attempts
-            ).update(state=StripeOperation.UNKNOWN, lease_until=None, updated=timezone.now())
+        # Sending or recording failed (the database, a bug, a refused write): free the claim at
+        # once, so the next call re-sends the same request (Stripe replays its answer if it acted)
+        # instead of waiting for the lease to end.
+        _release(operation)
         raise
     if operation.state != outcome.state and operation.state != StripeOperation.SENDING:
         # The recorder judged again (e.g. a refusal that a lookup showed was ours): its word counts.
@@ -260,8 +285,16 @@ def execute(operation: StripeOperation, target: Any = None) -> Outcome:
     return outcome
 
 
+def _release(operation: StripeOperation) -> None:
+    with contextlib.suppress(Exception):  # a broken transaction: the lease frees it later
+        StripeOperation.objects.filter(
+            pk=operation.pk, state=StripeOperation.SENDING, attempts=operation.attempts
+        ).update(state=StripeOperation.UNKNOWN, lease_until=None, updated=timezone.now())
+
+
 def reconcile(operation: StripeOperation) -> Outcome:
     """Finish an operation left unknown, planned, or with an expired lease (a killed worker)."""
+    operation.refresh_from_db()  # listed a while ago: its attempts and key may have moved on
     return execute(operation)
 
 

@@ -51,6 +51,13 @@ class StripeOperation(models.Model):
     needs_lookup = models.BooleanField(
         default=False, help_text=_("Look the outcome up at Stripe before sending again.")
     )
+    legacy = models.BooleanField(
+        default=False,
+        help_text=_(
+            "Made on upgrade from an older version's in-flight state: its request went without "
+            "metadata[operation], so a lookup matches the older version's own ids."
+        ),
+    )
     first_sent_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)

@@ -102,7 +102,11 @@ class StripeMutation(relay.ClientIDMutation):
             if problem is not None:
                 return cls(errors=[problem])
             values = idempotency.run_once(
-                info.context.user, cls.__name__, key, data, lambda: cls.payload_values(info, data)
+                idempotency.owner_of(info.context),
+                cls.__name__,
+                key,
+                data,
+                lambda: cls.payload_values(info, data),
             )
             return cls(**{"errors": [], **values})
         except GraphQLError:

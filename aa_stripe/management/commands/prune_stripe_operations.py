@@ -44,9 +44,9 @@ class Command(BaseCommand):
             state__in=[StripeOperation.SUCCEEDED, StripeOperation.REFUSED],
             resolved_at__lt=now - timedelta(days=days),
         )
-        keys = StripeRequestKey.objects.filter(
-            state=StripeRequestKey.DONE, created__lt=now - REQUEST_KEY_LIFETIME
-        )
+        # A key still "running" after 24 hours belongs to a call that died: its operation, if it
+        # sent one, is the journal's to finish.
+        keys = StripeRequestKey.objects.filter(created__lt=now - REQUEST_KEY_LIFETIME)
         if options["dry_run"]:
             summary = (
                 f"Dry run: would delete {operations.count()} resolved operations and "
