@@ -10,4 +10,4 @@ class AaStripeConfig(AppConfig):
 
     def ready(self) -> None:
         from aa_stripe import checks  # noqa: F401  (registers the system checks)
-        from aa_stripe.webhooks import handlers  # noqa: F401  (registers the built-in webhook handlers)
+        from aa_stripe.webhooks import catalog_handlers, handlers  # noqa: F401  (the built-in webhook handlers)

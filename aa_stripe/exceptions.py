@@ -120,6 +120,22 @@ class StripeCouponAlreadyExists(AaStripeError):
     kind = "already_exists"
 
 
+class StripeProductNotSellable(StripeMethodNotAllowed):
+    """The product of a new price is not created at Stripe, is archived (inactive) or deleted:
+    no price is added to it. ``field`` names the input it is about."""
+
+    details = _("The product is not active at Stripe")
+    field = "product"
+
+
+class StripeLookupKeyInUse(AaStripeError):
+    """Another price has this lookup key already (Stripe keeps them unique across an account)."""
+
+    details = _("Another price uses this lookup key")
+    kind = "already_exists"
+    field = "lookup_key"
+
+
 class StripeNotConfigured(AaStripeError, ImproperlyConfigured):
     """``STRIPE_API_KEY`` is not set, so nothing can be asked of Stripe (``manage.py check`` says so
     as ``aa_stripe.E001`` outside DEBUG). Also an ``ImproperlyConfigured``."""

@@ -213,3 +213,34 @@ def require_valid(field: str, validator: Callable[..., Any], *args: Any, **kwarg
         return validator(*args, **kwargs)
     except ValidationError as err:
         raise StripeInvalidInput(" ".join(err.messages), field=field, code=err.code) from err
+
+
+#: A recurring price bills at most every three years (Stripe: "3 years, 36 months, or 156 weeks";
+#: days counted as 3 x 365).
+MAX_INTERVAL_COUNTS: dict[str, int] = {"day": 1095, "week": 156, "month": 36, "year": 3}
+
+
+def validate_recurring(interval: Any, interval_count: Any) -> None:
+    """A price's billing period: none (a one-time price, with no count), or one of day, week,
+    month, year with a count from 1 to three years' worth (``MAX_INTERVAL_COUNTS``)."""
+    if not interval:
+        if interval_count is not None:
+            raise ValidationError(
+                "A one-time price has no interval count; give an interval too.", code="no_interval"
+            )
+        return
+    if interval not in MAX_INTERVAL_COUNTS:
+        raise ValidationError(
+            "The interval must be day, week, month or year, not %(value)r.",
+            code="invalid_choice",
+            params={"value": interval},
+        )
+    count = 1 if interval_count is None else interval_count
+    limit = MAX_INTERVAL_COUNTS[interval]
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limit:
+        raise ValidationError(
+            "The interval count of a %(interval)s interval is 1 to %(limit_value)s (at most three "
+            "years, Stripe's limit), not %(value)s.",
+            code="max_value",
+            params={"interval": interval, "limit_value": limit, "value": count},
+        )

@@ -10,16 +10,20 @@ from graphene import relay
 from graphene.relay.node import NodeField
 from graphene_django import DjangoConnectionField
 from graphql import GraphQLError
-from graphql_relay import cursor_to_offset
+from graphql_relay import cursor_to_offset, from_global_id
 
 from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
+    StripePrice,
+    StripeProduct,
     StripeSubscription,
     StripeSubscriptionPlan,
 )
+from aa_stripe.models.products import SELLABLE
 
+from .catalog import StripePriceType, StripeProductType
 from .enums import StripeSubscriptionStatus
 from .errors import masked
 from .filters import StripeChargeFilter, StripeCouponFilter, StripeCustomerFilter, StripeSubscriptionFilter
@@ -133,11 +137,38 @@ def filtered(filterset_class: type, queryset: Any, arguments: dict[str, Any]) ->
     return filterset.qs
 
 
+_ACTIVE = (
+    "true (the default): only what is for sale (created at Stripe, active, not deleted); false: only "
+    "the others; null: all. Who is not staff with the view permission sees only what is for sale."
+)
+
+
+def for_sale(queryset: Any, active: bool | None) -> Any:
+    """``active`` as the lists take it; the types' ``get_queryset`` then applies who sees what."""
+    if active is None:
+        return queryset
+    return queryset.filter(SELLABLE) if active else queryset.exclude(SELLABLE)
+
+
+def _product_pk(global_id: str) -> int | None:
+    """The primary key a StripeProduct global id names; None (nothing matches) for any other id."""
+    try:
+        type_name, pk = from_global_id(global_id)
+    except Exception:
+        return None
+    if type_name != "StripeProduct" or not pk.isdigit() or len(pk) > 19:
+        return None
+    return int(pk)
+
+
 class StripeQuery(graphene.ObjectType):
     """Stripe queries; mix into your own ``Query`` class."""
 
     class Meta:
-        description = "Stripe customers, charges, subscriptions, plans and coupons (aa_stripe_graphql)."
+        description = (
+            "Stripe customers, charges, subscriptions, plans, coupons, products and prices "
+            "(aa_stripe_graphql)."
+        )
 
     node = StripeNodeField(
         "Any Stripe object by its global id (same rules as the lists); null for unknown ids."
@@ -163,9 +194,10 @@ class StripeQuery(graphene.ObjectType):
     )
     stripe_subscription_plans = connection(
         StripeSubscriptionPlanType,
-        "Plans one can subscribe to, cheapest first: only plans created at Stripe. A plan saved here "
-        "but not created at Stripe (create_at_stripe() not called yet, or it failed) is left out for "
-        "everyone, staff too; staff with aa_stripe.view_stripesubscriptionplan can fetch it with node(id).",
+        "Plans one can subscribe to, cheapest first: only plans created at Stripe and neither archived "
+        "nor deleted there. A plan saved here but not created at Stripe (create_at_stripe() not called "
+        "yet, or it failed) is left out for everyone, staff too; staff with "
+        "aa_stripe.view_stripesubscriptionplan can fetch it with node(id).",
     )
     stripe_coupon = graphene.Field(
         StripeCouponType,
@@ -177,6 +209,44 @@ class StripeQuery(graphene.ObjectType):
         "All coupons (aa_stripe.view_stripecoupon).",
         is_deleted=graphene.Boolean(description="Only deleted (true) or live (false) coupons."),
     )
+
+    stripe_products = connection(
+        StripeProductType,
+        "Products, newest first: those for sale (created at Stripe, active, not deleted) for anyone; "
+        "staff with aa_stripe.view_stripeproduct may ask for the others (active: false or null).",
+        active=graphene.Boolean(default_value=True, description=_ACTIVE),
+    )
+    stripe_prices = connection(
+        StripePriceType,
+        "Prices, newest first: those for sale (created at Stripe, active, not deleted) for anyone; "
+        "staff with aa_stripe.view_stripeprice may ask for the others (active: false or null).",
+        active=graphene.Boolean(default_value=True, description=_ACTIVE),
+        product=graphene.ID(description="Only the prices of this product (a StripeProduct's global id)."),
+        lookup_key=graphene.String(description="Only the price with this lookup key."),
+    )
+
+    @staticmethod
+    @masked
+    def resolve_stripe_products(root: Any, info: Any, active: bool | None = True, **kwargs: Any) -> Any:
+        return for_sale(StripeProduct.objects.order_by("-created", "-pk"), active)
+
+    @staticmethod
+    @masked
+    def resolve_stripe_prices(
+        root: Any,
+        info: Any,
+        active: bool | None = True,
+        product: str | None = None,
+        lookup_key: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        queryset = for_sale(StripePrice.objects.order_by("-created", "-pk"), active)
+        if product is not None:
+            pk = _product_pk(product)
+            queryset = queryset.filter(product__pk=pk) if pk is not None else queryset.none()
+        if lookup_key is not None:
+            queryset = queryset.filter(lookup_key=lookup_key)
+        return queryset
 
     @staticmethod
     @masked
@@ -201,7 +271,10 @@ class StripeQuery(graphene.ObjectType):
     @staticmethod
     @masked
     def resolve_stripe_subscription_plans(root: Any, info: Any, **kwargs: Any) -> Any:
-        return StripeSubscriptionPlan.objects.filter(is_created_at_stripe=True).order_by("amount", "pk")
+        plans = StripeSubscriptionPlan.objects.filter(
+            is_created_at_stripe=True, active=True, is_deleted=False
+        )
+        return plans.order_by("amount", "pk")
 
     @staticmethod
     @masked

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import graphene
 
+from .mutations.catalog import CreateStripePrice, CreateStripeProduct
 from .mutations.charges import CreateStripeCharge, RefundStripeCharge
 from .mutations.coupons import CreateStripeCoupon, DeleteStripeCoupon, UpdateStripeCoupon
 from .mutations.customers import AddStripeCustomerSource, CreateStripeCustomer
@@ -31,6 +32,8 @@ class StripeMutation(graphene.ObjectType):
     create_stripe_coupon = CreateStripeCoupon.Field(description=CreateStripeCoupon.__doc__)
     update_stripe_coupon = UpdateStripeCoupon.Field(description=UpdateStripeCoupon.__doc__)
     delete_stripe_coupon = DeleteStripeCoupon.Field(description=DeleteStripeCoupon.__doc__)
+    create_stripe_product = CreateStripeProduct.Field(description=CreateStripeProduct.__doc__)
+    create_stripe_price = CreateStripePrice.Field(description=CreateStripePrice.__doc__)
 
 
 schema = graphene.Schema(query=StripeQuery, mutation=StripeMutation)

@@ -1,11 +1,13 @@
-"""GraphQL pages: 100 charges and 100 subscriptions of one user, nested customer/plan/coupon.
+"""GraphQL pages: 100 charges and 100 subscriptions of one user, nested customer/plan/coupon; and
+100 prices for sale with their products.
 
     DJANGO_SETTINGS_MODULE=tests.settings .venv/bin/python benchmarks/graphql_pages.py
         [--rounds 7] [--requests 20] [--profile VARIANT]
 
-Times one POST of ``stripeCharges(first: 100)`` + ``stripeSubscriptions(first: 100)`` through four
-views behind the same middleware (tests/settings MIDDLEWARE) and the same session login
-(``Client.force_login``), in-process with ``django.test.Client``:
+Times two workloads, one POST each: ``stripeCharges(first: 100)`` + ``stripeSubscriptions(first:
+100)``, and ``stripePrices(first: 100)`` (``_prices_workload.py``), through four views behind the
+same middleware (tests/settings MIDDLEWARE) and the same session login (``Client.force_login``),
+in-process with ``django.test.Client``:
 
 * ``/graphql/`` the ready view of this package (``aa_stripe_graphql.views.graphql_view``)
 * ``/plain/``   plain graphene-django ``GraphQLView`` over the same schema (reference)
@@ -14,7 +16,8 @@ views behind the same middleware (tests/settings MIDDLEWARE) and the same sessio
 * ``/hand/``    a hand-written Django view returning the same fields as JSON from the ORM
 
 Medians of alternating rounds (the order of the variants rotates each round), SQL queries per
-request, and the ratio to the hand-written view; PASS/MISS for the 2.5x target of the ready view.
+request, and the ratio to the hand-written view, per workload; PASS/MISS for the 2.5x target of the
+ready view.
 Exits 0 when it ran (also on MISS), non-zero when it cannot run or the four answers differ.
 Creates a test database (SQLite in memory, or the one DATABASE_URL names, under a unique name)
 and destroys it at the end. Not a test: nothing here runs in the suite.
@@ -40,6 +43,7 @@ import django  # noqa: E402
 
 django.setup()
 
+import _prices_workload as price_pages  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
@@ -73,7 +77,10 @@ query Pages {
   }
 }
 """
-PAYLOAD = json.dumps({"query": QUERY, "operationName": "Pages"})
+WORKLOADS = {
+    "charges + subscriptions": json.dumps({"query": QUERY, "operationName": "Pages"}),
+    "prices": json.dumps({"query": price_pages.PRICES_QUERY, "operationName": "Prices"}),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +123,8 @@ def visible_customer(request: HttpRequest, charge: StripeCharge) -> Any:
 
 
 def hand_view(request: HttpRequest) -> HttpResponse:
-    json.loads(request.body)  # read the same body as the others
+    if json.loads(request.body).get("operationName") == "Prices":  # read the same body as the others
+        return JsonResponse({"data": price_pages.hand_prices(request)})
     charge_edges = []
     for charge in charges(request):
         customer = visible_customer(request, charge)
@@ -159,7 +167,8 @@ def hand_view(request: HttpRequest) -> HttpResponse:
 # (c) bare graphql-core over an SDL schema, plain attribute/dict resolvers
 # ---------------------------------------------------------------------------------------------
 
-SDL = """
+SDL = (
+    """
 scalar DateTime
 enum StripePlanInterval { DAY WEEK MONTH YEAR }
 enum StripeSubscriptionStatus {
@@ -186,6 +195,8 @@ type Query {
   stripeSubscriptions(first: Int): StripeSubscriptionConnection
 }
 """
+    + price_pages.PRICES_SDL
+)
 CORE_SCHEMA = build_schema(SDL)
 for _enum_name in ("StripePlanInterval", "StripeSubscriptionStatus"):
     for _name, _value in CORE_SCHEMA.type_map[_enum_name].values.items():  # type: ignore[union-attr]
@@ -199,6 +210,7 @@ ATTRIBUTES = {
     "defaultSourceCard": "default_source_data",
     "stripeSubscriptionId": "stripe_subscription_id",
     "couponId": "coupon_id",
+    **price_pages.ATTRIBUTES,
 }
 
 
@@ -210,15 +222,20 @@ def core_resolver(source: Any, info: Any, **_args: Any) -> Any:
         return to_global_id(info.parent_type.name, source.pk)
     if name == "customer":
         return visible_customer(info.context, source)
+    if name == "recurring":
+        return price_pages.recurring(source)
     return getattr(source, ATTRIBUTES.get(name, name))
 
 
 def core_view(request: HttpRequest) -> HttpResponse:
     body = json.loads(request.body)
-    root = {
-        "stripeCharges": {"edges": [{"node": c} for c in charges(request)]},
-        "stripeSubscriptions": {"edges": [{"node": s} for s in subscriptions(request)]},
-    }
+    if body.get("operationName") == "Prices":
+        root = price_pages.core_root(request)
+    else:
+        root = {
+            "stripeCharges": {"edges": [{"node": c} for c in charges(request)]},
+            "stripeSubscriptions": {"edges": [{"node": s} for s in subscriptions(request)]},
+        }
     result = graphql_sync(
         CORE_SCHEMA,
         body["query"],
@@ -275,38 +292,40 @@ def seed() -> Any:
     [coupon] = make_coupons()
     make_subscriptions(user, plan, coupon, count=PAGE)
     make_subscriptions(other, plan, None, count=10)
+    price_pages.seed()
     return user
 
 
-def post(client: Client, url: str) -> dict[str, Any]:
-    response = client.post(url, data=PAYLOAD, content_type="application/json")
+def post(client: Client, url: str, payload: str) -> dict[str, Any]:
+    response = client.post(url, data=payload, content_type="application/json")
     if response.status_code != 200:
         raise SystemExit(f"{url} answered {response.status_code}: {response.content[:500]!r}")
     return json.loads(response.content)
 
 
-def check_answers(client: Client) -> None:
-    answers = {name: post(client, url) for name, url in VARIANTS.items()}
+def check_answers(client: Client, payload: str) -> None:
+    answers = {name: post(client, url, payload) for name, url in VARIANTS.items()}
     reference = answers["hand-written"]
-    if len(reference["data"]["stripeCharges"]["edges"]) != PAGE:
-        raise SystemExit("the hand-written view did not return a full page of charges")
+    first_list = next(iter(reference["data"].values()))
+    if len(first_list["edges"]) != PAGE:
+        raise SystemExit("the hand-written view did not return a full page")
     for name, answer in answers.items():
         if answer != reference:
             raise SystemExit(f"{name} answered differently from the hand-written view: {str(answer)[:500]}")
 
 
-def queries_per_request(client: Client, url: str) -> int:
+def queries_per_request(client: Client, url: str, payload: str) -> int:
     with CaptureQueriesContext(connection) as captured:
-        post(client, url)
+        post(client, url, payload)
     return len(captured.captured_queries)
 
 
-def measure(client: Client, rounds: int, requests: int) -> dict[str, list[float]]:
+def measure(client: Client, payload: str, rounds: int, requests: int) -> dict[str, list[float]]:
     names = list(VARIANTS)
     times: dict[str, list[float]] = {name: [] for name in names}
     for name in names:  # warm-up
         for _ in range(5):
-            post(client, VARIANTS[name])
+            post(client, VARIANTS[name], payload)
     for round_no in range(rounds):
         shift = round_no % len(names)
         order = names[shift:] + names[:shift]
@@ -316,7 +335,7 @@ def measure(client: Client, rounds: int, requests: int) -> dict[str, list[float]
             url = VARIANTS[name]
             start = time.perf_counter()
             for _ in range(requests):
-                client.post(url, data=PAYLOAD, content_type="application/json")
+                client.post(url, data=payload, content_type="application/json")
             times[name].append((time.perf_counter() - start) / requests * 1000)
     return times
 
@@ -335,23 +354,31 @@ def main() -> int:
         settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_bench_gql_pages_{os.getpid()}"
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0)
+    results = {}
     try:
         user = seed()
         client = Client()
         client.force_login(user)
-        check_answers(client)
-        queries = {name: queries_per_request(client, url) for name, url in VARIANTS.items()}
-        if args.profile:
-            profile(client, VARIANTS[args.profile], args.requests)
-        times = measure(client, args.rounds, args.requests)
+        for workload, payload in WORKLOADS.items():
+            check_answers(client, payload)
+            queries = {name: queries_per_request(client, url, payload) for name, url in VARIANTS.items()}
+            if args.profile:
+                profile(client, VARIANTS[args.profile], payload, args.requests)
+            results[workload] = (queries, measure(client, payload, args.rounds, args.requests))
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
         teardown_test_environment()
 
+    for workload, (queries, times) in results.items():
+        report(workload, queries, times, args)
+    return 0
+
+
+def report(workload: str, queries: dict[str, int], times: dict[str, list[float]], args: Any) -> None:
     medians = {name: statistics.median(values) for name, values in times.items()}
     hand = medians["hand-written"]
     print(
-        f"\nGraphQL pages on {connection.vendor}: {PAGE} charges + {PAGE} subscriptions, "
+        f"\nGraphQL pages on {connection.vendor}, {workload} ({PAGE} each), "
         f"{args.rounds} rounds x {args.requests} requests, median ms/request"
     )
     print(f"{'variant':<24}{'ms/request':>12}{'x hand':>9}{'SQL':>6}")
@@ -360,17 +387,16 @@ def main() -> int:
     ratio = medians["graphql (ours)"] / hand
     verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
     print(f"{verdict}: the ready view is {ratio:.2f}x the hand-written view (target <= {TARGET_RATIO}x)")
-    return 0
 
 
-def profile(client: Client, url: str, requests: int) -> None:
+def profile(client: Client, url: str, payload: str, requests: int) -> None:
     import cProfile
     import pstats
 
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(requests):
-        client.post(url, data=PAYLOAD, content_type="application/json")
+        client.post(url, data=payload, content_type="application/json")
     profiler.disable()
     stats = pstats.Stats(profiler)
     stats.sort_stats("cumulative").print_stats(15)

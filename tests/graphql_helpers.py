@@ -17,6 +17,8 @@ from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
+    StripePrice,
+    StripeProduct,
     StripeSubscription,
     StripeSubscriptionPlan,
 )
@@ -64,6 +66,8 @@ VIEW_PERMISSIONS = (
     "view_stripesubscription",
     "view_stripecoupon",
     "view_stripesubscriptionplan",
+    "view_stripeproduct",
+    "view_stripeprice",
 )
 
 
@@ -172,6 +176,38 @@ def make_coupons(count: int = 1, prefix: str = "SAVE", **fields: Any) -> list[St
         for i in range(count)
     ]
     return _fixed_times(StripeCoupon.objects.bulk_create(rows))
+
+
+def make_products(count: int = 1, prefix: str = "", **fields: Any) -> list[StripeProduct]:
+    """Products for sale, without Stripe."""
+    prefix = prefix or f"prod_{uuid.uuid4().hex[:8]}_"
+    rows = [
+        StripeProduct(
+            stripe_product_id=f"{prefix}{i}", name=f"product {i}", is_created_at_stripe=True, **fields
+        )
+        for i in range(count)
+    ]
+    return _fixed_times(StripeProduct.objects.bulk_create(rows))
+
+
+def make_prices(products: list[StripeProduct], per_product: int = 1, **fields: Any) -> list[StripePrice]:
+    """Monthly prices for sale of each of ``products``, without Stripe."""
+    rows = [
+        StripePrice(
+            stripe_price_id=f"price_{uuid.uuid4().hex[:12]}",
+            product=product,
+            unit_amount=700 + i,
+            currency="usd",
+            recurring_interval="month",
+            recurring_interval_count=1,
+            lookup_key=f"{product.stripe_product_id}-{i}",
+            is_created_at_stripe=True,
+            **fields,
+        )
+        for product in products
+        for i in range(per_product)
+    ]
+    return _fixed_times(StripePrice.objects.bulk_create(rows))
 
 
 def make_subscriptions(

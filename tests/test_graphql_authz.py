@@ -33,6 +33,8 @@ from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
+    StripePrice,
+    StripeProduct,
     StripeSubscription,
     StripeSubscriptionPlan,
 )
@@ -117,6 +119,12 @@ STAFF_PERMISSIONS = {
     "node(StripeSubscription)": ("view_stripesubscription",),
     "node(StripeSubscriptionPlan)": ("view_stripesubscriptionplan",),
     "node(StripeCoupon)": ("view_stripecoupon",),
+    "stripeProducts": ("view_stripeproduct",),
+    "stripePrices": ("view_stripeprice",),
+    "node(StripeProduct)": ("view_stripeproduct",),
+    "node(StripePrice)": ("view_stripeprice",),
+    "createStripeProduct": ("add_stripeproduct",),
+    "createStripePrice": ("add_stripeprice",),
     "createStripeCustomer": ("add_stripecustomer",),
     "addStripeCustomerSource": ("view_stripecustomer", "change_stripecustomer"),
     "createStripeSubscription": ("add_stripesubscription",),
@@ -200,6 +208,17 @@ MATRIX: dict[str, dict[str, Any]] = {
         "staff_perm": Sees("plan", "hidden_plan"),
     },
     "node(StripeCoupon)": {**STAFF_ONLY, "staff_perm": Sees("coupon", "deleted_coupon")},
+    # --- the catalog: what is for sale, for anyone; the rest for staff with the view permission ---
+    "stripeProducts": {role: Sees("product", "price") for role in ROLES},  # its prices beside it
+    "stripePrices": {role: Sees("price", "product") for role in ROLES},  # hidden ones: active: false
+    "node(StripeProduct)": {  # the product for sale and one not created at Stripe
+        **{role: Sees("product", "price") for role in ROLES},
+        "staff_perm": Sees("product", "hidden_product", "price"),  # the hidden price needs view_stripeprice
+    },
+    "node(StripePrice)": {  # the price for sale and one not created at Stripe
+        **{role: Sees("price", "product") for role in ROLES},
+        "staff_perm": Sees("price", "hidden_price", "product"),
+    },
     # --- mutations on the owner's objects, or the caller's own ---
     "createStripeCustomer": {  # a new customer of the caller, from the caller's token
         "anonymous": DENIED,
@@ -236,6 +255,8 @@ MATRIX: dict[str, dict[str, Any]] = {
     "createStripeCoupon": {**STAFF_ONLY, "staff_perm": Ok()},
     "updateStripeCoupon": {**STAFF_ONLY, "staff_perm": Ok("coupon")},
     "deleteStripeCoupon": {**STAFF_ONLY, "staff_perm": Ok("coupon")},
+    "createStripeProduct": {**STAFF_ONLY, "staff_perm": Ok()},
+    "createStripePrice": {**STAFF_ONLY, "staff_perm": Ok("product")},  # a price of the product for sale
 }
 
 
@@ -284,13 +305,24 @@ def build_world(fake_stripe: Any, codenames: tuple[str, ...]) -> World:
     [hidden_plan] = make_plans(prefix="plan_hidden_", is_created_at_stripe=False)
     coupon = StripeCoupon.objects.create(coupon_id="SUMMER", duration="forever", percent_off=20)
     [deleted_coupon] = make_coupons(prefix="GONE", is_deleted=True)
+    product = StripeProduct.objects.create(name="Tea")
+    product.create_at_stripe()
+    price = StripePrice(product=product, unit_amount=700, currency="usd", lookup_key="tea-monthly")
+    price.create_at_stripe()
+    hidden_product = StripeProduct.objects.create(name="Draft product")  # not created at Stripe
+    hidden_price = StripePrice.objects.create(product=product, unit_amount=1, lookup_key="draft-price")
     world = World(users=users, rows={}, items={})
     world.rows.update(plan=plan, hidden_plan=hidden_plan, coupon=coupon, deleted_coupon=deleted_coupon)
+    world.rows.update(product=product, price=price, hidden_product=hidden_product, hidden_price=hidden_price)
     world.items.update(
         plan=Item("StripeSubscriptionPlan", _gid(plan), (plan.stripe_plan_id,)),
         hidden_plan=Item("StripeSubscriptionPlan", _gid(hidden_plan), (hidden_plan.stripe_plan_id,)),
         coupon=Item("StripeCoupon", _gid(coupon), (coupon.coupon_id,)),
         deleted_coupon=Item("StripeCoupon", _gid(deleted_coupon), (deleted_coupon.coupon_id,)),
+        product=Item("StripeProduct", _gid(product), (product.stripe_product_id,)),
+        price=Item("StripePrice", _gid(price), (price.stripe_price_id,)),
+        hidden_product=Item("StripeProduct", _gid(hidden_product), (hidden_product.stripe_product_id,)),
+        hidden_price=Item("StripePrice", _gid(hidden_price), (hidden_price.lookup_key,)),
     )
     for role in ("owner", "other"):
         user = users[role]
@@ -328,6 +360,8 @@ def _gid(row: Any) -> str:
         StripeSubscription: "StripeSubscription",
         StripeSubscriptionPlan: "StripeSubscriptionPlan",
         StripeCoupon: "StripeCoupon",
+        StripeProduct: "StripeProduct",
+        StripePrice: "StripePrice",
     }
     return to_global_id(names[type(row)], row.pk)
 
@@ -339,6 +373,8 @@ CHARGE = f"id stripeChargeId amount amountRefunded isCharged comment customer {{
 SUBSCRIPTION = "id stripeSubscriptionId status atPeriodEnd plan { id stripePlanId } coupon { id couponId }"
 PLAN = "id stripePlanId name isCreatedAtStripe"
 COUPON = "id couponId isDeleted"
+PRODUCT = "id stripeProductId name active prices { id stripePriceId lookupKey }"
+PRICE = "id stripePriceId lookupKey unitAmount active product { id stripeProductId name }"
 ERRORS = "errors { field code message declineCode } clientMutationId"
 FIELDS = {
     "StripeCustomer": CUSTOMER,
@@ -346,6 +382,8 @@ FIELDS = {
     "StripeSubscription": SUBSCRIPTION,
     "StripeSubscriptionPlan": PLAN,
     "StripeCoupon": COUPON,
+    "StripeProduct": PRODUCT,
+    "StripePrice": PRICE,
 }
 LISTS = {
     "stripeCustomers": "StripeCustomer",
@@ -353,6 +391,8 @@ LISTS = {
     "stripeSubscriptions": "StripeSubscription",
     "stripeSubscriptionPlans": "StripeSubscriptionPlan",
     "stripeCoupons": "StripeCoupon",
+    "stripeProducts": "StripeProduct",
+    "stripePrices": "StripePrice",
 }
 NODE_IDS = {  # node(Type): the two objects asked for
     "StripeCustomer": ("owner.customer", "other.customer"),
@@ -360,6 +400,8 @@ NODE_IDS = {  # node(Type): the two objects asked for
     "StripeSubscription": ("owner.subscription", "other.subscription"),
     "StripeSubscriptionPlan": ("plan", "hidden_plan"),
     "StripeCoupon": ("coupon", "deleted_coupon"),
+    "StripeProduct": ("product", "hidden_product"),
+    "StripePrice": ("price", "hidden_price"),
 }
 COUPON_QUERY = f"""query($live: String!, $gone: String!) {{
   live: stripeCoupon(couponId: $live) {{ {COUPON} }}
@@ -377,6 +419,8 @@ PAYLOADS = {
     "createStripeCoupon": f"coupon {{ {COUPON} }}",
     "updateStripeCoupon": f"coupon {{ {COUPON} }}",
     "deleteStripeCoupon": f"coupon {{ {COUPON} }}",
+    "createStripeProduct": f"product {{ {PRODUCT} }}",
+    "createStripePrice": f"price {{ {PRICE} }}",
 }
 
 
@@ -408,6 +452,12 @@ def mutation_input(operation: str, world: World, fake_stripe: Any) -> dict[str, 
             "metadata": json.dumps({"campaign": "spring"}),
         },
         "deleteStripeCoupon": lambda: {"coupon": world.gid("coupon")},
+        "createStripeProduct": lambda: {"name": "Coffee"},
+        "createStripePrice": lambda: {
+            "product": world.gid("product"),
+            "unitAmount": 900,
+            "recurring": {"interval": "YEAR"},
+        },
     }
     return {**inputs[operation](), "clientMutationId": "authz"}
 
@@ -735,6 +785,30 @@ def effect_delete_coupon(cell: Cell) -> None:
     assert cell.calls() == [("GET", "/v1/coupons/SUMMER"), ("DELETE", "/v1/coupons/SUMMER")]
 
 
+def effect_create_product(cell: Cell) -> None:
+    product = cell.created(StripeProduct)
+    assert (product.name, product.is_created_at_stripe) == ("Coffee", True)
+    assert cell.diff == Diff([("StripeProduct", product.pk)], [], [])
+    assert cell.payload["product"]["id"] == _gid(product)
+    assert cell.calls() == [("POST", "/v1/products")]
+    assert cell.stripe[0].params["id"] == product.stripe_product_id
+
+
+def effect_create_price(cell: Cell) -> None:
+    price = cell.created(StripePrice)
+    product = cell.world.rows["product"]
+    assert (price.product, price.unit_amount, price.recurring_interval, price.is_created_at_stripe) == (
+        product,
+        900,
+        "year",
+        True,
+    )
+    assert cell.diff == Diff([("StripePrice", price.pk)], [], [])
+    assert cell.payload["price"]["id"] == _gid(price)
+    assert cell.calls() == [("POST", "/v1/prices")]
+    assert cell.stripe[0].params["product"] == product.stripe_product_id
+
+
 EFFECTS = {
     "createStripeCustomer": effect_create_customer,
     "addStripeCustomerSource": effect_add_source,
@@ -746,6 +820,8 @@ EFFECTS = {
     "createStripeCoupon": effect_create_coupon,
     "updateStripeCoupon": effect_update_coupon,
     "deleteStripeCoupon": effect_delete_coupon,
+    "createStripeProduct": effect_create_product,
+    "createStripePrice": effect_create_price,
 }
 
 

@@ -14,6 +14,8 @@ CARD = "{ id brand last4 expMonth expYear country funding }"
 CUSTOMER = f"id stripeCustomerId isActive sources {CARD} defaultSource defaultSourceCard {CARD} created"
 PLAN = "id stripePlanId name amount currency interval intervalCount trialPeriodDays"
 COUPON = "id couponId amountOff percentOff currency duration redeemBy timesRedeemed valid isDeleted"
+PRODUCT = "id stripeProductId name description active"
+PRICE = "id stripePriceId unitAmount currency nickname lookupKey active recurring { interval intervalCount }"
 
 QUERIES = {
     "stripeCharges": f"{{ stripeCharges(first: $n) {{ totalCount edges {{ node {{ id amount comment "
@@ -24,11 +26,17 @@ QUERIES = {
     "stripeSubscriptionPlans": f"{{ stripeSubscriptionPlans(first: $n) {{ edges {{ node {{ {PLAN} }} }} }} }}"
     "",
     "stripeCoupons": f"{{ stripeCoupons(first: $n) {{ edges {{ node {{ {COUPON} }} }} }} }}",
+    "stripePrices": f"{{ stripePrices(first: $n) {{ totalCount edges {{ node {{ {PRICE} "
+    f"product {{ {PRODUCT} }} }} }} }} }}",
+    "stripeProducts": f"{{ stripeProducts(first: $n) {{ totalCount edges {{ node {{ {PRODUCT} "
+    f"prices {{ {PRICE} }} }} }} }} }}",
 }
 
 # Queries of one request with a session: the session, the user, the user's and the groups'
 # permissions, then COUNT and the page of the connection.
 EXPECTED = 6  # the same for a page of 10 and of 100
+# A list of products with their prices fetches the page's prices in one more query.
+EXPECTED_FOR = {"stripeProducts": EXPECTED + 1}
 
 
 def rows_for(field, user, count):
@@ -43,6 +51,10 @@ def rows_for(field, user, count):
         gh.make_customers(user, count)
     elif field == "stripeSubscriptionPlans":
         gh.make_plans(count)
+    elif field == "stripePrices":
+        gh.make_prices(gh.make_products(count))
+    elif field == "stripeProducts":
+        gh.make_prices(gh.make_products(count), per_product=2)
     else:
         gh.make_coupons(count)
 
@@ -62,7 +74,28 @@ def test_a_page_of_10_and_of_100_take_the_same_queries(client, field):
     rows_for(field, gh.make_user("payer"), 100)
     client.force_login(staff)
     ten, hundred = measure(client, field, 10), measure(client, field, 100)
-    assert ten == hundred == EXPECTED, (ten, hundred)
+    assert ten == hundred == EXPECTED_FOR.get(field, EXPECTED), (ten, hundred)
+
+
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_price_pages_with_their_products_prices_take_the_same_queries(client, signed_in):
+    """stripePrices { product { prices } }: the products' prices in one query per page, for anyone."""
+    gh.make_prices(gh.make_products(100), per_product=3)
+    if signed_in:
+        client.force_login(gh.make_viewer("staff"))
+    query = (
+        "query($n: Int) { stripePrices(first: $n) { edges { node { id "
+        "product { id prices { id unitAmount } } } } } }"
+    )
+    counts = []
+    for size in (10, 100):
+        with CaptureQueriesContext(connection) as captured:
+            body = gh.gql(client, query, {"n": size})
+        assert "errors" not in body and len(body["data"]["stripePrices"]["edges"]) == size
+        assert all(len(e["node"]["product"]["prices"]) == 3 for e in body["data"]["stripePrices"]["edges"])
+        counts.append(len(captured))
+    # COUNT, the page, the prices; signed in: the session, the user and the permissions (2) too.
+    assert counts == [3 + 4 * signed_in] * 2, counts
 
 
 @pytest.mark.parametrize("field", ["stripeCharges", "stripeSubscriptions", "stripeCustomers"])

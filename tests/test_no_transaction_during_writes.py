@@ -28,6 +28,8 @@ from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
+    StripePrice,
+    StripeProduct,
     StripeSubscription,
     StripeSubscriptionPlan,
 )
@@ -119,6 +121,10 @@ def test_every_write_path_runs_with_no_transaction_open(fake_stripe, watcher, us
         coupon.metadata = {"a": "1"}
         coupon.save()
         coupon.delete()
+    with path("product/price.create_at_stripe"):
+        product = StripeProduct.objects.create(name="Tea")
+        product.create_at_stripe()
+        StripePrice(product=product, unit_amount=500, currency="usd").create_at_stripe()
 
     # --- commands ---
     with path("charge_stripe"):
@@ -172,6 +178,8 @@ def test_every_write_path_runs_with_no_transaction_open(fake_stripe, watcher, us
             "change_stripecoupon",
             "delete_stripecoupon",
             "add_stripesubscriptionplan",
+            "add_stripeproduct",
+            "add_stripeprice",
         )
     )
     with path("createStripeCharge"):
@@ -222,6 +230,21 @@ def test_every_write_path_runs_with_no_transaction_open(fake_stripe, watcher, us
             {"i": {"coupon": coupon_id}},
         )
 
+    with path("createStripeProduct/createStripePrice"):
+        body = gql(
+            boss,
+            "mutation($i: CreateStripeProductInput!) "
+            "{ createStripeProduct(input: $i) { errors { code } product { id } } }",
+            {"i": {"name": "Coffee"}},
+        )
+        product_id = body["data"]["createStripeProduct"]["product"]["id"]
+        body = gql(
+            boss,
+            "mutation($i: CreateStripePriceInput!) { createStripePrice(input: $i) { errors { code } } }",
+            {"i": {"product": product_id, "unitAmount": 700}},
+        )
+        assert body["data"]["createStripePrice"]["errors"] == [], body
+
     # --- admin actions and views ---
     admin = Client()
     admin.force_login(staff_superuser())
@@ -241,6 +264,13 @@ def test_every_write_path_runs_with_no_transaction_open(fake_stripe, watcher, us
         form = {k: v for k, v in page.context["adminform"].form.initial.items() if v is not None}
         admin.post(change, {**form, "metadata": json.dumps({"c": "3"})})
         admin.post(reverse("admin:aa_stripe_stripecoupon_delete", args=[made.pk]), {"post": "yes"})
+
+    with path("admin: create products and prices at Stripe"):
+        draft = StripeProduct.objects.create(name="Draft")
+        draft_price = StripePrice.objects.create(product=draft, unit_amount=100, currency="usd")
+        for model, row in ((StripeProduct, draft), (StripePrice, draft_price)):
+            changelist = reverse(f"admin:aa_stripe_{model._meta.model_name}_changelist")
+            admin.post(changelist, {"action": "create_at_stripe", ACTION_CHECKBOX_NAME: [row.pk]})
 
     assert watcher.violations == []
     silent = [name for name, writes in paths.items() if writes == 0]

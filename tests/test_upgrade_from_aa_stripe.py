@@ -35,6 +35,8 @@ NEW_TABLES = {
     "aa_stripe_stripetombstone",
     "aa_stripe_stripeoperation",
     "aa_stripe_striperequestkey",
+    "aa_stripe_stripeproduct",
+    "aa_stripe_stripeprice",
 }
 # Our migrations after aa-stripe 0.13's: the squash, then 0023 onwards (from the files).
 NEW_MIGRATIONS = [

@@ -34,8 +34,11 @@ from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
+    StripePrice,
+    StripeProduct,
     StripeRefund,
     StripeSubscription,
+    StripeSubscriptionPlan,
     StripeTombstone,
     StripeWebhook,
 )
@@ -240,6 +243,53 @@ def charge_disputed(stripe: Stripe) -> Iterator[dict[str, Any]]:
     yield stripe.event("charge.dispute.created", dispute)
 
 
+def plan_in_the_dashboard(stripe: Stripe) -> Iterator[dict[str, Any]]:
+    """A plan made through the library, given metadata, archived and deleted in the dashboard."""
+    plan = stripe.request.getfixturevalue("plan")
+    path = f"/v1/plans/{plan.stripe_plan_id}"
+    tagged = stripe.dashboard("POST", path, **{"metadata[tier]": "old"})
+    yield stripe.event("plan.updated", tagged, previous={"metadata": {}})
+    archived = stripe.dashboard("POST", path, active="false", trial_period_days="14")
+    yield stripe.event("plan.updated", archived, previous={"active": True, "trial_period_days": None})
+    stripe.dashboard("DELETE", path)
+    yield stripe.event("plan.deleted", archived)
+
+
+def price_from_the_library(stripe: Stripe) -> Iterator[dict[str, Any]]:
+    """A product and its price made through the library; the price named and archived in the dashboard."""
+    product = StripeProduct.objects.create(name="Tea")
+    product.create_at_stripe()
+    price = StripePrice(product=product, unit_amount=900, currency="usd", recurring_interval="month")
+    price.create_at_stripe()
+    path = f"/v1/prices/{price.stripe_price_id}"
+    yield stripe.event("price.created", stripe.get(path))
+    named = stripe.dashboard("POST", path, nickname="Monthly tea", lookup_key="tea-monthly")
+    yield stripe.event("price.updated", named, previous={"nickname": None, "lookup_key": None})
+    archived = stripe.dashboard("POST", path, active="false")
+    yield stripe.event("price.updated", archived, previous={"active": True})
+
+
+def catalog_in_the_dashboard(stripe: Stripe) -> Iterator[dict[str, Any]]:
+    """A product and its price made in the dashboard, the price then archived: the price's events
+    may arrive before its product's."""
+    product = stripe.dashboard("POST", "/v1/products", name="Coffee")
+    yield stripe.event("product.created", product)
+    price = stripe.dashboard("POST", "/v1/prices", product=product["id"], currency="usd", unit_amount="1200")
+    yield stripe.event("price.created", price)
+    archived = stripe.dashboard("POST", f"/v1/prices/{price['id']}", active="false")
+    yield stripe.event("price.updated", archived, previous={"active": True})
+
+
+def product_in_the_dashboard(stripe: Stripe) -> Iterator[dict[str, Any]]:
+    """A product never mirrored here: created, renamed, deleted in the dashboard."""
+    product = stripe.dashboard("POST", "/v1/products", name="Cocoa")
+    yield stripe.event("product.created", product)
+    renamed = stripe.dashboard("POST", f"/v1/products/{product['id']}", name="Hot cocoa")
+    yield stripe.event("product.updated", renamed, previous={"name": "Cocoa"})
+    stripe.dashboard("DELETE", f"/v1/products/{product['id']}")
+    yield stripe.event("product.deleted", renamed)
+
+
 def play(stripe: Stripe, scenario: Scenario, steps: int | None = None) -> list[dict[str, Any]]:
     """Make the scenario's changes at the fake (the first ``steps`` only); its events in Stripe's order."""
     return list(itertools.islice(scenario(stripe), steps))
@@ -259,6 +309,9 @@ MIRRORED: dict[type[models.Model], Callable[[dict[str, Any]], tuple]] = {
     StripeCharge: lambda row: (str(row["uuid"]),),
     StripeRefund: lambda row: (row["stripe_refund_id"],),
     StripeSubscription: lambda row: (str(row["uuid"]),),
+    StripeSubscriptionPlan: lambda row: (row["stripe_plan_id"],),
+    StripeProduct: lambda row: (row["stripe_product_id"],),
+    StripePrice: lambda row: (row["stripe_price_id"],),
     StripeTombstone: lambda row: (row["object_type"], row["stripe_id"], row["stripe_created"]),
 }
 
@@ -430,6 +483,27 @@ def _canceled(outcome: Outcome) -> None:
     assert (row["status"], row["at_period_end"]) == ("canceled", True) and row["canceled_at"] is not None
 
 
+def _plan_deleted(outcome: Outcome) -> None:
+    row = _one(outcome, StripeSubscriptionPlan)
+    assert (row["is_deleted"], row["active"], row["trial_period_days"]) == (True, False, 14)
+    assert row["metadata"] == {"tier": "old"} and row["is_created_at_stripe"] is True
+
+
+def _price_archived(outcome: Outcome) -> None:
+    row = _one(outcome, StripePrice)
+    assert (row["active"], row["nickname"], row["lookup_key"]) == (False, "Monthly tea", "tea-monthly")
+
+
+def _dashboard_catalog(outcome: Outcome) -> None:
+    product, price = _one(outcome, StripeProduct), _one(outcome, StripePrice)
+    assert (product["name"], price["product_id"], price["unit_amount"]) == (
+        "Coffee",
+        product["stripe_product_id"],
+        1200,
+    )
+    assert price["active"] is False and price["is_created_at_stripe"] is True
+
+
 # What in-order delivery must end with (so that "as in order" is not vacuous).
 IN_ORDER_ENDS: dict[Scenario, Callable[[Outcome], None]] = {
     coupon_from_the_library: _coupon_deleted,
@@ -440,6 +514,9 @@ IN_ORDER_ENDS: dict[Scenario, Callable[[Outcome], None]] = {
     # The webhooks are the first to tell that the charge succeeded.
     charge_answer_lost: _charged_and_refunded({"stripe_charge_succeeded": 1, "stripe_charge_refunded": 1}),
     subscription: _canceled,
+    plan_in_the_dashboard: _plan_deleted,
+    price_from_the_library: _price_archived,
+    catalog_in_the_dashboard: _dashboard_catalog,
 }
 
 
@@ -473,6 +550,25 @@ def test_a_coupon_deleted_in_the_dashboard_never_comes_back(client, stripe, orde
     assert not StripeCoupon.objects.filter(coupon_id="DASH25").exists()  # never live again
     if not actual.rows["StripeCoupon"]:
         actual.rows["StripeCoupon"] = expected.rows["StripeCoupon"]  # never made here: all else as in order
+    assert_same(expected, actual, arrival)
+    assert_only_reads(stripe_calls)
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=order_id)
+def test_a_product_deleted_in_the_dashboard_never_comes_back(client, stripe, order):
+    """Never mirrored here: in any order the product ends deleted as in order, or was never made
+    here at all (a deletion that came first leaves only its tombstone); never live."""
+    events = play(stripe, product_in_the_dashboard)
+    expected = in_order(client, events)
+    assert [row["is_deleted"] for row in expected.rows["StripeProduct"].values()] == [True]
+    arrival = [events[i] for i in order]
+    stripe_calls = StripeCalls(stripe.fake)
+
+    actual = deliver_all(client, arrival)
+
+    assert not StripeProduct.objects.filter(is_deleted=False).exists()  # never live again
+    if not actual.rows["StripeProduct"]:
+        actual.rows["StripeProduct"] = expected.rows["StripeProduct"]  # never made here: all else as in order
     assert_same(expected, actual, arrival)
     assert_only_reads(stripe_calls)
 
@@ -515,6 +611,10 @@ EVENT_TYPES: dict[Scenario, list[str]] = {
         "customer.subscription.updated",
         "customer.subscription.deleted",
     ],
+    plan_in_the_dashboard: ["plan.updated", "plan.updated", "plan.deleted"],
+    price_from_the_library: ["price.created", "price.updated", "price.updated"],
+    catalog_in_the_dashboard: ["product.created", "price.created", "price.updated"],
+    product_in_the_dashboard: ["product.created", "product.updated", "product.deleted"],
     charge_declined_answer_lost: ["charge.failed"],
     charge_disputed: ["charge.dispute.created"],
 }
@@ -560,7 +660,7 @@ def test_a_duplicate_ends_as_one_delivery(client, stripe, scenario, step):
     assert_only_reads(stripe_calls)
 
 
-@pytest.mark.parametrize("scenario", [*IN_ORDER_ENDS, coupon_in_the_dashboard])
+@pytest.mark.parametrize("scenario", [*IN_ORDER_ENDS, coupon_in_the_dashboard, product_in_the_dashboard])
 def test_every_event_again_after_the_last_changes_nothing(client, stripe, scenario):
     """All events in order, then each of them again in order (redelivered, then re-parsed on
     purpose, e.g. from the admin): the older ones are skipped, the last one re-reads Stripe."""

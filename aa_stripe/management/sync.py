@@ -47,10 +47,12 @@ def sync_pages(
     service: str,
     sync_page: Callable[[Page, datetime], Counter[str]],
     params: Mapping[str, Any] | None = None,
+    name: str | None = None,
 ) -> tuple[set[str], Counter[str]]:
     """Apply Stripe's list of ``service`` page by page; the ids seen (~100 bytes each; pages are
     not kept) and the totals of ``sync_page``'s counts. A Stripe error ends the run with a
-    ``CommandError`` that says how far it got."""
+    ``CommandError`` that says how far it got (``name``: the command's, ``refresh_<service>`` by
+    default)."""
     seen: set[str] = set()
     totals: Counter[str] = Counter()
     try:
@@ -61,8 +63,9 @@ def sync_pages(
                 command.stdout.write(f"  {len(seen)} {service} read from Stripe")
     except AaStripeError as err:
         done = ", ".join(f"{count} {what}" for what, count in totals.items() if count) or "nothing changed"
+        command_name = name or f"refresh_{service}"
         raise CommandError(
-            f"refresh_{service}: Stripe error after {len(seen)} {service} ({done}): {err.message}"
+            f"{command_name}: Stripe error after {len(seen)} {service} ({done}): {err.message}"
         ) from err
     return seen, totals
 

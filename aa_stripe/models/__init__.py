@@ -9,6 +9,7 @@ from .charges import StripeCharge, StripeRefund
 from .coupons import StripeCoupon, StripeCouponManager, StripeCouponQuerySet
 from .customers import StripeCustomer
 from .plans import StripeSubscriptionPlan
+from .products import StripePrice, StripeProduct
 from .request_keys import StripeRequestKey
 from .subscriptions import StripeSubscription
 from .tombstones import StripeTombstone
@@ -22,6 +23,8 @@ __all__ = [
     "StripeCouponQuerySet",
     "StripeCustomer",
     "StripeOperation",
+    "StripePrice",
+    "StripeProduct",
     "StripeRefund",
     "StripeRequestKey",
     "StripeSubscription",

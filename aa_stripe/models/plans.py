@@ -16,6 +16,7 @@ from aa_stripe.validators import (
 )
 
 from .base import StripeBasicModel
+from .catalog_operations import without_operation_id
 
 
 class StripeSubscriptionPlan(StripeBasicModel):
@@ -68,6 +69,14 @@ class StripeSubscriptionPlan(StripeBasicModel):
     trial_period_days = models.IntegerField(
         default=0, validators=[MinValueValidator(0)], help_text=_("Trial period in days (0: no trial).")
     )
+    # Followed from plan.updated / plan.deleted events (a plan archived or deleted in the dashboard).
+    active = models.BooleanField(
+        default=True, help_text=_("Whether Stripe takes new subscriptions to it (false: archived).")
+    )
+    is_deleted = models.BooleanField(default=False, help_text=_("Deleted at Stripe (the row is kept)."))
+    last_event_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Stripe's time of the last webhook event applied to this row.")
+    )
 
     class Meta:
         ordering = ["id"]
@@ -99,6 +108,26 @@ class StripeSubscriptionPlan(StripeBasicModel):
         :class:`~aa_stripe.exceptions.StripeInvalidInput` before anything is saved or sent.
         """
         return plan_operations.create(self)
+
+    def update_from_stripe_data(self, stripe_plan: dict[str, Any], deleted: bool = False) -> None:
+        """Apply Stripe's plan to the row without pushing anything back (webhooks): what the
+        dashboard can change (active, metadata, trial days) and what Stripe says it is. Stripe's
+        deleted stub ``{id, object, deleted}`` keeps the last known values; ``deleted`` marks the
+        row deleted. ``is_created_at_stripe`` stays the journal's to set."""
+        if not set(stripe_plan) <= {"id", "object", "deleted"}:
+            product = stripe_plan.get("product")
+            for name in ("amount", "currency", "interval", "interval_count"):
+                if stripe_plan.get(name) is not None:  # a tiered plan has no amount
+                    setattr(self, name, stripe_plan[name])
+            self.trial_period_days = stripe_plan.get("trial_period_days") or 0
+            self.active = bool(stripe_plan.get("active"))
+            self.metadata = without_operation_id(stripe_plan).get("metadata") or {}
+            if isinstance(product, dict) and product.get("name"):  # expanded: its name is the plan's
+                self.name = product["name"]
+            self.stripe_response = stripe_plan
+        if deleted or stripe_plan.get("deleted"):
+            self.is_deleted = True
+        self.save()
 
     @property
     def creation_unfinished(self) -> bool:

@@ -463,6 +463,12 @@ def _refundable(charge_id: Any, amount: Any) -> Any:
 Refund.__init__ = _refund_init_current
 
 
+# --- Products, prices, plans ---------------------------------------------------------------------
+# Prices (which localstripe lacks), product ids and deletions, plan updates and their events: in a
+# module of their own (catalog.py), one commented patch per gap; importing it applies them.
+from aa_stripe.testing.fakestripe import catalog  # noqa: E402, F401
+
+
 # --- Serving -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
