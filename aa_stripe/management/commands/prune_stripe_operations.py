@@ -6,15 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import router
-from django.db.models import Model, QuerySet
 from django.utils import timezone
 
-from aa_stripe.guard import library_atomic
+from aa_stripe.management.commands.prune_stripe_webhooks import delete_in_batches
 from aa_stripe.models import StripeOperation, StripeRequestKey
 from aa_stripe.models.request_keys import REQUEST_KEY_LIFETIME
-
-BATCH_SIZE = 1000
 
 
 class Command(BaseCommand):
@@ -59,15 +55,3 @@ class Command(BaseCommand):
             )
         if int(options["verbosity"]) >= 1:
             self.stdout.write(summary)
-
-
-def delete_in_batches(rows: QuerySet[Model], batch_size: int = BATCH_SIZE) -> int:
-    """Delete ``rows`` ``batch_size`` at a time (short transactions, bounded memory); the count deleted."""
-    using = router.db_for_write(rows.model)
-    deleted = 0
-    while True:
-        with library_atomic(using=using):
-            batch = list(rows.using(using).order_by("pk").values_list("pk", flat=True)[:batch_size])
-            if not batch:
-                return deleted
-            deleted += rows.using(using).filter(pk__in=batch).delete()[0]

@@ -50,9 +50,9 @@ class Command(BaseCommand):
             self.stdout.write(summary)
 
 
-def delete_in_batches(rows: QuerySet[StripeWebhook], batch_size: int | None = None) -> int:
+def delete_in_batches(rows: QuerySet[Any], batch_size: int | None = None) -> int:
     """Delete ``rows`` ``batch_size`` at a time (short transactions, bounded memory); the count deleted."""
-    using = router.db_for_write(StripeWebhook)
+    using = router.db_for_write(rows.model)
     batch_size = batch_size or BATCH_SIZE
     deleted = 0
     while True:
