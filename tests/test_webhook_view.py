@@ -423,7 +423,10 @@ def test_the_view_never_fails_on_whatever_arrives(
     assert response.status_code in (200, 400, 405)
     reply = answer(response)
     hypothesis_event(f"{response.status_code} {reply.get('error', reply.get('status'))}")
-    if valid:  # a storable event: stored exactly when it is correctly signed, recently, and POSTed
+    # At the tolerance's edge (300 s) the second that passes between signing and verifying decides:
+    # either answer is right there.
+    at_the_edge = sign == "correctly" and 298 <= age <= 302
+    if valid and not at_the_edge:  # a storable event: stored exactly when correctly signed, recently, POSTed
         assert (response.status_code == 200) == ((method, sign, age <= 300) == ("post", "correctly", True))
     if response.status_code != 200:
         assert StripeWebhook.objects.count() == 0, reply
