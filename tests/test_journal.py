@@ -16,6 +16,7 @@ from datetime import timedelta
 from io import StringIO
 from types import SimpleNamespace
 
+import django
 import pytest
 import time_machine
 from django.apps import apps as django_apps
@@ -314,7 +315,8 @@ def test_reconcile_finishes_a_lost_charge_once_and_a_second_run_does_nothing(
 def test_reconcile_exits_non_zero_while_stripe_is_down_and_alerts_after_the_threshold(
     fake_stripe, customer, user, settings, mailoutbox
 ):
-    settings.ADMINS = [("Ops", "ops@example.com")]
+    # Django 6 takes plain addresses (tuples are deprecated), older versions (name, address).
+    settings.ADMINS = ["ops@example.com"] if django.VERSION >= (6,) else [("Ops", "ops@example.com")]
     settings.STRIPE_OPERATIONS_ALERT_AFTER = 3600
     charge = lost_charge(fake_stripe, user)
     fake_stripe.proxy.inject("status", status=503, times=100)
