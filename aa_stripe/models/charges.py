@@ -171,6 +171,9 @@ class StripeCharge(StripeBasicModel):
         if unfinished is not None:
             return unfinished  # (one migrated from an older version is completed before it is sent)
         customer = self.check_chargeable()
+        # Only a row planned before can have used this attempt's key (charge_attempt_failed reset
+        # by hand): a row's first charge skips the key check, one query less on the happy path.
+        planned_before = self.attempt_started_at is not None
         if self.charge_attempt_failed:
             self.attempt += 1
             self.charge_attempt_failed = False
@@ -184,7 +187,7 @@ class StripeCharge(StripeBasicModel):
             method="create",
             params=self._charge_params(customer, payment_uuid),
             key=self.idempotency_key,
-            fresh_key=True,  # e.g. charge_attempt_failed reset by hand: a new request, a new key
+            fresh_key=planned_before,  # a new request under a used key gets a key of its own
         )
 
     def check_chargeable(self) -> StripeCustomer:
