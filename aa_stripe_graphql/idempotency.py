@@ -73,7 +73,7 @@ def run_once(
     ``owner`` names who sent it (see :func:`owner_of`)."""
     row, first = StripeRequestKey.claim(owner, scope, key, fingerprint(data))
     if not first:
-        return _answer_later_call(row, data, act)
+        return _answer_later_call(row, data)
     return _act_and_store(row, act)
 
 
@@ -95,9 +95,7 @@ def _act_and_store(row: StripeRequestKey, act: Callable[[], dict[str, Any]]) -> 
     return payload
 
 
-def _answer_later_call(
-    row: StripeRequestKey, data: dict[str, Any], act: Callable[[], dict[str, Any]]
-) -> dict[str, Any]:
+def _answer_later_call(row: StripeRequestKey, data: dict[str, Any]) -> dict[str, Any]:
     if row.fingerprint != fingerprint(data):
         return {"errors": [_reused()]}
     deadline = time.monotonic() + wait_seconds()
