@@ -10,4 +10,7 @@ class AaStripeConfig(AppConfig):
 
     def ready(self) -> None:
         from aa_stripe import checks  # noqa: F401  (registers the system checks)
-        from aa_stripe.webhooks import catalog_handlers, handlers  # noqa: F401  (the built-in webhook handlers)
+        from aa_stripe.redaction import install_log_filter
+        from aa_stripe.webhooks import catalog_handlers, handlers, payment_method_handlers  # noqa: F401  (the built-in webhook handlers)
+
+        install_log_filter()  # stripe-python logs whole bodies at DEBUG: no client secrets in them

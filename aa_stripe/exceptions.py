@@ -216,6 +216,19 @@ class StripeIdempotencyError(StripeAPIError):
     kind = "stripe_error"
 
 
+class StripeSetupIntentNotSucceeded(AaStripeError):
+    """A SetupIntent was asked to be completed while it failed or still waits for the customer;
+    nothing was saved. ``status`` is the SetupIntent's status, ``code`` its last error's code."""
+
+    details = _("The SetupIntent has not succeeded: nothing was saved")
+    kind = "invalid"
+
+    def __init__(self, message: Any = None, *, status: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
 class StripeInvalidInput(AaStripeError, ValueError):
     """An amount, currency or statement descriptor that Stripe would refuse; nothing was sent.
 

@@ -35,13 +35,24 @@ def test_create_at_stripe_from_a_token(fake_stripe, user):
     assert [c["id"] for c in customers_at_fake(fake_stripe)] == [customer.stripe_customer_id]
 
 
-def test_creating_twice_or_without_a_token_is_refused(fake_stripe, user, customer):
+def test_creating_twice_is_refused_and_without_a_token_makes_a_customer_without_cards(
+    fake_stripe, user, customer
+):
     with pytest.raises(StripeMethodNotAllowed):
         customer.create_at_stripe()
-    empty = StripeCustomer.objects.create(user=user)
-    with pytest.raises(StripeMethodNotAllowed, match="token"):
-        empty.create_at_stripe()
     assert len(fake_stripe.proxy.calls("POST", "/v1/customers")) == 1
+
+    cardless = StripeCustomer.objects.create(user=user)
+    cardless.create_at_stripe()  # for SetupIntents: cards are saved later
+
+    cardless.refresh_from_db()
+    assert cardless.is_created_at_stripe and cardless.stripe_customer_id.startswith("cus_")
+    assert (cardless.sources, cardless.default_source, cardless.default_payment_method_id) == ([], "", "")
+    second = fake_stripe.proxy.calls("POST", "/v1/customers")[1]
+    assert "source" not in second.params
+    assert second.idempotency_key.startswith(f"customer:create:row:{cardless.pk}:")
+    with pytest.raises(StripeMethodNotAllowed):
+        cardless.create_at_stripe()
 
 
 def test_declined_card_leaves_no_customer_at_stripe(fake_stripe, user):

@@ -37,6 +37,8 @@ NEW_TABLES = {
     "aa_stripe_striperequestkey",
     "aa_stripe_stripeproduct",
     "aa_stripe_stripeprice",
+    "aa_stripe_stripepaymentmethod",
+    "aa_stripe_stripesetupintent",
 }
 # Our migrations after aa-stripe 0.13's: the squash, then 0023 onwards (from the files).
 NEW_MIGRATIONS = [

@@ -15,11 +15,33 @@ from aa_stripe.exceptions import StripeCardError
 from aa_stripe.models import (
     StripeCharge,
     StripeCustomer,
+    StripePaymentMethod,
     StripeRefund,
 )
 
 from .base import CURRENCY_FILTER, StripeModelAdmin, format_amount, json_display, user_search_fields
 from .operations import operations_link
+
+
+class StripePaymentMethodInline(admin.TabularInline):
+    """The customer's saved payment methods (read-only: saved by the customer through stripe.js)."""
+
+    model = StripePaymentMethod
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = readonly_fields = (
+        "stripe_payment_method_id",
+        "type",
+        "card_brand",
+        "card_last4",
+        "card_exp_month",
+        "card_exp_year",
+        "created",
+    )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(StripeCustomer)
@@ -33,11 +55,13 @@ class StripeCustomerAdmin(StripeModelAdmin):
     raw_id_fields = ("user",)
     exclude = ("stripe_response", "sources", "stripe_js_response")
     readonly_fields = (
-        "stripe_customer_id is_created_at_stripe default_source card created updated sources_display "
+        "stripe_customer_id is_created_at_stripe default_payment_method default_source card created updated "
+        "sources_display "
         "stripe_js_response_display stripe_response_display"
     ).split()
     locked_fields = ("user",)
     actions = ("refresh_from_stripe",)
+    inlines = (StripePaymentMethodInline,)
 
     sources_display = json_display("sources", "sources")
     stripe_js_response_display = json_display("stripe_js_response", "stripe.js token")
@@ -51,6 +75,9 @@ class StripeCustomerAdmin(StripeModelAdmin):
 
     @admin.display(description="default card")
     def card(self, obj: StripeCustomer) -> str:
+        if obj.default_payment_method:
+            method = obj.payment_methods.filter(stripe_payment_method_id=obj.default_payment_method).first()
+            return str(method) if method is not None else obj.default_payment_method
         source = obj.default_source_data
         if not source:
             return obj.default_source or "-"

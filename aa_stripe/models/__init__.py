@@ -3,11 +3,15 @@
 from aa_stripe.operations.record import StripeOperation
 from aa_stripe.signals import webhook_pre_parse
 
-from . import charge_operations  # noqa: F401 (registers the journal's charge and refund kinds)
+from . import (
+    charge_operations,  # noqa: F401 (registers the journal's charge and refund kinds)
+    payment_method_operations,  # noqa: F401 (SetupIntents, detaching)
+)
 from .base import StripeBasicModel
 from .charges import StripeCharge, StripeRefund
 from .coupons import StripeCoupon, StripeCouponManager, StripeCouponQuerySet
 from .customers import StripeCustomer
+from .payment_methods import StripePaymentMethod, StripeSetupIntent
 from .plans import StripeSubscriptionPlan
 from .products import StripePrice, StripeProduct
 from .request_keys import StripeRequestKey
@@ -23,10 +27,12 @@ __all__ = [
     "StripeCouponQuerySet",
     "StripeCustomer",
     "StripeOperation",
+    "StripePaymentMethod",
     "StripePrice",
     "StripeProduct",
     "StripeRefund",
     "StripeRequestKey",
+    "StripeSetupIntent",
     "StripeSubscription",
     "StripeSubscriptionPlan",
     "StripeTombstone",

@@ -8,12 +8,20 @@ from django.db.models import Model
 from django.utils.translation import gettext_lazy as _
 
 from aa_stripe.conf import user_model_label
+from aa_stripe.redaction import redact_secrets
 
 USER_MODEL = user_model_label()
 
 
 class StripeBasicModel(models.Model):
-    """Timestamps and the raw Stripe object every model keeps beside its columns."""
+    """Timestamps and the raw Stripe object every model keeps beside its columns.
+
+    Every JSON column (``stripe_response`` and a model's own, such as a customer's ``sources``) is
+    saved with its client secrets redacted (:mod:`aa_stripe.redaction`), also in memory: a secret
+    is handed to its owner from Stripe's answer at request time, never read back from a row.
+    Bulk writes (``bulk_create``, ``bulk_update``, ``QuerySet.update``) skip :meth:`save`; their
+    callers redact for themselves.
+    """
 
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -25,11 +33,15 @@ class StripeBasicModel(models.Model):
         abstract = True
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # A cleared JSON box in a form arrives as None; the columns hold {} or [] instead.
         for field in self._meta.concrete_fields:
-            is_json = isinstance(field, models.JSONField) and not field.null
-            if is_json and getattr(self, field.attname) is None:
+            if not isinstance(field, models.JSONField):
+                continue
+            value = getattr(self, field.attname)
+            if value is None and not field.null:
+                # A cleared JSON box in a form arrives as None; the columns hold {} or [] instead.
                 setattr(self, field.attname, field.get_default())
+            else:
+                setattr(self, field.attname, redact_secrets(value))
         super().save(*args, **kwargs)
 
 

@@ -109,6 +109,78 @@ def create(customer: StripeCustomer, description: str | None) -> StripeCustomer:
     raise outcome.error or StripeInternalError()
 
 
+def create_without_token(customer: StripeCustomer, description: str | None) -> StripeCustomer:
+    """A customer without a card (cards come later through SetupIntents): the operation is the
+    row's, so asking again for the same row finishes it instead of making a second customer."""
+    if customer.is_created_at_stripe:
+        raise StripeMethodNotAllowed("This customer is already created at Stripe.")
+    operation, saved_here = _plan_create_without_token(customer, description)
+    return _send_create(customer, operation, saved_here)
+
+
+def _send_create(customer: StripeCustomer, operation: StripeOperation, saved_here: bool) -> StripeCustomer:
+    outcome = journal.execute(operation, target=customer)
+    if outcome.succeeded:
+        return customer
+    if outcome.state == StripeOperation.REFUSED and saved_here:
+        customer.delete()  # saved only to carry the operation, and Stripe made nothing
+    raise outcome.error or StripeInternalError()
+
+
+def _plan_create_without_token(
+    customer: StripeCustomer, description: str | None
+) -> tuple[StripeOperation, bool]:
+    using = router.db_for_write(StripeCustomer, instance=customer)
+    with library_atomic(using=using):
+        saved_here = _save_for_plan(customer)
+        unfinished = StripeOperation.unresolved_for(customer).filter(kind=CREATE).first()
+        if unfinished is not None:
+            return unfinished, saved_here
+        params = {
+            "description": description if description is not None else _default_description(customer),
+            "expand": ["sources"],
+        }
+        operation = journal.plan(
+            customer,
+            kind=CREATE,
+            service="customers",
+            method="create",
+            params=params,
+            key=f"customer:create:row:{customer.pk}:{uuid.uuid4().hex}",
+        )
+        return operation, saved_here
+
+
+def get_or_create_for_user(model: type[StripeCustomer], user: Any, description: str | None) -> StripeCustomer:
+    """``StripeCustomer.get_or_create_for_user()``: decide under a lock of the user's row (two
+    requests at once make one customer), then send outside any transaction."""
+    user_model = model._meta.get_field("user").related_model
+    user_id = getattr(user, "pk", user)
+    using = router.db_for_write(model)
+    with library_atomic(using=using):
+        user_model._base_manager.using(using).select_for_update().filter(pk=user_id).exists()
+        customer = model.get_latest_active_customer_for_user(user_id)
+        if customer is not None:
+            return customer
+        pending = next(
+            (
+                row
+                for row in model.objects.filter(
+                    user_id=user_id, is_active=True, is_created_at_stripe=False
+                ).order_by("-id")
+                if StripeOperation.unresolved_for(row).filter(kind=CREATE).exists()
+            ),
+            None,
+        )
+        if pending is None:
+            customer = model(user_id=user_id)
+            operation, saved_here = _plan_create_without_token(customer, description)
+    if pending is not None:
+        # A creation left unfinished (a lost answer): finish it, never a second customer.
+        return pending.create_at_stripe(description)
+    return _send_create(customer, operation, saved_here)
+
+
 def _finish_earlier_create(customer: StripeCustomer, key: str) -> None:
     """A row asked to be created from another token whose outcome is unknown: that one first, since
     Stripe may have made the customer from it."""

@@ -1,19 +1,26 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from django.db import models
+from django.db import models, router
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed, StripeNoActiveCustomer
+from aa_stripe.guard import library_atomic
 
-from .base import USER_MODEL, StripeBasicModel
+from .base import USER_MODEL, StripeBasicModel, lock_for_update
+
+#: Rows changed less than this before a list was asked for may hold newer news than the list.
+LIST_FRESHNESS_MARGIN = timedelta(seconds=5)
 
 
 class StripeCustomer(StripeBasicModel):
-    """A Stripe customer, created from a stripe.js token (aa-stripe's StripeToken)."""
+    """A Stripe customer, created from a stripe.js token (aa-stripe's StripeToken), or without one
+    (to save cards with SetupIntents: :meth:`get_or_create_for_user`)."""
 
     user = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="stripe_customers")
     stripe_js_response = models.JSONField(
@@ -34,6 +41,11 @@ class StripeCustomer(StripeBasicModel):
     default_source = models.CharField(
         max_length=255, blank=True, help_text=_("ID of default source from Stripe")
     )
+    default_payment_method = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text=_("invoice_settings.default_payment_method at Stripe (pm_...): wins over default_source."),
+    )
 
     class Meta:
         ordering = ["id"]
@@ -49,7 +61,8 @@ class StripeCustomer(StripeBasicModel):
         return self.stripe_customer_id or f"StripeCustomer #{self.pk} (not at Stripe)"
 
     def create_at_stripe(self, description: str | None = None) -> StripeCustomer:
-        """Create the customer at Stripe from ``stripe_js_response["id"]`` (a single-use token).
+        """Create the customer at Stripe from ``stripe_js_response["id"]`` (a single-use token), or
+        without a card when there is no token (cards are then saved with SetupIntents).
 
         A durable operation of the journal (:mod:`aa_stripe.operations.journal`): planned and
         committed (a new instance is saved for it) before Stripe is called, recorded after. The
@@ -63,8 +76,59 @@ class StripeCustomer(StripeBasicModel):
           this row) finishes it without a second customer, as ``reconcile_stripe_operations`` does.
         - The token's customer exists already: a new instance becomes that row and is returned;
           another row gets :class:`StripeMethodNotAllowed`, as does this row once created.
+
+        Without a token the operation is the row's (key ``customer:create:row:<pk>:<uuid>``): asking
+        again for the same row finishes its unfinished creation instead of making a second customer.
         """
+        if not (self.stripe_js_response or {}).get("id"):
+            return customer_operations.create_without_token(self, description)
         return customer_operations.create(self, description)
+
+    @classmethod
+    def get_or_create_for_user(cls, user: Any, description: str | None = None) -> StripeCustomer:
+        """The user's latest active customer at Stripe, or a new one created at Stripe without a card.
+
+        Serialised per user (a lock of the user's row while deciding): two requests at once make one
+        customer; a creation left unfinished (a lost answer) is finished instead of starting another.
+        """
+        return customer_operations.get_or_create_for_user(cls, user, description)
+
+    @property
+    def default_payment_method_id(self) -> str:
+        """What Stripe charges by default: ``invoice_settings.default_payment_method``, else the
+        legacy ``default_source``; "" when neither is set."""
+        return self.default_payment_method or self.default_source
+
+    def update_at_stripe(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Send an update of the customer (Stripe's ``CustomerUpdateParams``) through the journal, in
+        order with its other updates; returns Stripe's customer (applied to this row)."""
+        result = customer_operations.update(self, {**params, "expand": ["sources"]})
+        self.refresh_from_db()
+        return result
+
+    def refresh_payment_methods(self) -> list[Any]:
+        """Mirror the customer's payment methods from Stripe (one list, every type); rows of methods
+        Stripe no longer lists are deleted. A row a webhook or request changed since the list was
+        asked for (a method attached meanwhile) is left to that newer news. Returns the rows."""
+        from .payment_methods import StripePaymentMethod
+
+        self._require_stripe_id()
+        asked_at = timezone.now() - LIST_FRESHNESS_MARGIN
+        listed = list(stripe_api.iterate("payment_methods", {"customer": self.stripe_customer_id}))
+        with library_atomic(using=router.db_for_write(type(self), instance=self)):
+            lock_for_update(self)
+            rows = {
+                row.stripe_payment_method_id: row
+                for row in StripePaymentMethod.objects.select_for_update().filter(customer=self)
+            }
+            for data in listed:
+                row = rows.pop(data["id"], None)
+                if row is None or row.updated < asked_at:
+                    StripePaymentMethod.mirror(self, data)
+            for gone in rows.values():
+                if gone.updated < asked_at:
+                    gone.forget()
+        return list(StripePaymentMethod.objects.filter(customer=self))
 
     @classmethod
     def get_latest_active_customer_for_user(cls, user: Any) -> StripeCustomer | None:
@@ -107,7 +171,8 @@ class StripeCustomer(StripeBasicModel):
         )
 
     def refresh_from_stripe(self) -> dict[str, Any]:
-        """Update ``sources``, ``default_source`` (and ``is_active`` if deleted) from Stripe."""
+        """Update ``sources``, ``default_source``, ``default_payment_method`` (and ``is_active`` if
+        deleted) from Stripe, and the customer's payment methods (:meth:`refresh_payment_methods`)."""
         try:
             customer = self.retrieve_from_stripe()
         except StripeInvalidRequestError as err:
@@ -117,6 +182,8 @@ class StripeCustomer(StripeBasicModel):
             self.save(update_fields=["is_active", "updated"])
             raise
         self.update_from_stripe_data(customer)
+        if self.is_active:
+            self.refresh_payment_methods()
         return customer
 
     def update_from_stripe_data(
@@ -172,6 +239,12 @@ class StripeCustomer(StripeBasicModel):
         if set(customer) <= {"id", "object", "deleted"}:  # Stripe's deleted stub
             return
         self._apply_sources(customer)
+        settings = customer.get("invoice_settings")
+        if isinstance(settings, dict):
+            default = settings.get("default_payment_method")
+            self.default_payment_method = (
+                default.get("id", "") if isinstance(default, dict) else default
+            ) or ""
         self.stripe_response = customer
 
     def _apply_sources(self, customer: dict[str, Any]) -> None:

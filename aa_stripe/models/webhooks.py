@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from aa_stripe.exceptions import StripeWebhookAlreadyParsed
 from aa_stripe.guard import library_atomic
+from aa_stripe.redaction import redact_secrets, redact_text
 from aa_stripe.signals import stripe_webhook_stored, webhook_pre_parse
 
 from .base import timestamp_to_datetime
@@ -75,7 +76,13 @@ def split_event_type(event_type: str | None) -> tuple[str | None, str | None]:
 
 
 class StripeWebhook(models.Model):
-    """A Stripe event as delivered to the webhook endpoint, stored before it is parsed."""
+    """A Stripe event as delivered to the webhook endpoint, stored before it is parsed.
+
+    ``raw_data`` is the event as Stripe sent it except for client secrets (a PaymentIntent's or
+    SetupIntent's ``client_secret``, an invoice's ``confirmation_secret``), which are redacted
+    before the row is saved, also in memory (:mod:`aa_stripe.redaction`): handlers see the event
+    as stored, whether it is parsed at once or later.
+    """
 
     id = models.CharField(primary_key=True, max_length=255, help_text=_("Stripe's event id (evt_...)."))
     event_type = models.CharField(
@@ -101,6 +108,12 @@ class StripeWebhook(models.Model):
     def __str__(self) -> str:
         return f"{self.id} ({self.event_type or 'unknown'})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "raw_data" in update_fields:
+            self.raw_data = redact_secrets(self.raw_data)
+        super().save(*args, **kwargs)
+
     @property
     def data_object(self) -> dict[str, Any]:
         """The Stripe object the event carries (``data.object``)."""
@@ -116,14 +129,15 @@ class StripeWebhook(models.Model):
 
         Returns ``(row, created)``; a duplicate delivery, also one racing this one on another
         connection, gets the existing row and ``created=False``. ``stripe_webhook_stored`` is
-        sent once the new row is committed.
+        sent once the new row is committed. The row's ``raw_data`` is ``event`` with its client
+        secrets redacted (see :meth:`save`); ``event`` itself is left as it is.
         """
         using = router.db_for_write(cls)
         webhook = cls(
             id=event["id"],
             event_type=event.get("type") or "",
             stripe_created_at=timestamp_to_datetime(event.get("created")),
-            raw_data=event,
+            raw_data=event,  # its client secrets are redacted by save()
         )
         try:
             # One INSERT: in autocommit it commits at once (the webhook view is non-atomic);
@@ -218,7 +232,7 @@ class StripeWebhook(models.Model):
         except Exception as err:
             logger.exception("Stripe webhook %s (%s) could not be parsed", self.id, self.event_type)
             self.is_parsed = was_parsed and force
-            self.parse_error = f"{type(err).__name__}: {err}"[:10000]
+            self.parse_error = redact_text(f"{type(err).__name__}: {err}")[:10000]
             self.save(update_fields=["is_parsed", "parse_error", "parse_attempts", "updated"])
             return False
         return True

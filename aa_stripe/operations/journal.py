@@ -43,10 +43,14 @@ from aa_stripe.exceptions import (
     StripeOperationInProgress,
 )
 from aa_stripe.guard import library_atomic
+from aa_stripe.redaction import redact_secrets, redact_text
 
 from .record import StripeOperation
 
 logger = logging.getLogger("aa_stripe")
+
+# The attribute (never a column) where finish() leaves Stripe's answer unredacted for execute().
+_ANSWER = "_aa_stripe_answer"
 
 #: Stripe keeps idempotency keys at least this long; an operation first sent longer ago is looked
 #: up at Stripe before it is sent again.
@@ -177,7 +181,7 @@ def send(operation: StripeOperation) -> Outcome:
             found = KINDS[operation.kind].lookup(operation)
         except AaStripeError as err:  # Stripe cannot say now: still unknown, still to be looked up
             operation.needs_lookup = True
-            logger.warning("Stripe operation %s: lookup failed: %s", operation.key, err)
+            logger.warning("Stripe operation %s: lookup failed: %s", operation.key, redact_text(err.message))
             return Outcome(StripeOperation.UNKNOWN, getattr(err, "json_body", None), err)
         if found is not None:
             return found
@@ -196,14 +200,16 @@ def send(operation: StripeOperation) -> Outcome:
         # Our key was used with other parameters: a bug in us. Never re-send under a new key; the
         # operation waits for a lookup (reconcile_stripe_operations) and a person.
         logger.error(
-            "Stripe operation %s: idempotency error, left unresolved: %s", operation.key, err.message
+            "Stripe operation %s: idempotency error, left unresolved: %s",
+            operation.key,
+            redact_text(err.message),
         )
         operation.needs_lookup = True
         return Outcome(StripeOperation.UNKNOWN, err.json_body, err)
     except StripeInternalError as err:
         # Stripe replays a stored 5xx for the same key: only a lookup can tell what happened.
         operation.needs_lookup = bool(err.http_status and err.http_status >= 500)
-        logger.warning("Stripe operation %s: outcome unknown: %s", operation.key, err.message)
+        logger.warning("Stripe operation %s: outcome unknown: %s", operation.key, redact_text(err.message))
         return Outcome(StripeOperation.UNKNOWN, err.json_body, err)
     except StripeAPIError as err:  # e.g. a bad API key: nothing was done; the same request may go later
         return Outcome(StripeOperation.UNKNOWN, err.json_body, err)
@@ -228,18 +234,23 @@ def _renew_key(operation: StripeOperation) -> None:
 
 def finish(operation: StripeOperation, outcome: Outcome) -> bool:
     """Record ``outcome`` on the operation (inside the recorder's transaction, under the target's
-    lock); False when another worker took the operation over meanwhile (it records instead)."""
+    lock); False when another worker took the operation over meanwhile (it records instead).
+
+    ``result`` (Stripe's answer or error body) and ``error_message`` are stored with their client
+    secrets redacted (:mod:`aa_stripe.redaction`), and so is ``operation.result``;
+    ``outcome.result`` is left as Stripe sent it, for the caller to hand to the owner at request
+    time."""
     now = timezone.now()
     result = outcome.result or {}
     error = outcome.error
     fields: dict[str, Any] = {
         "state": outcome.state,
         "lease_until": None,
-        "result": result,
+        "result": redact_secrets(result),
         "needs_lookup": operation.needs_lookup and outcome.state == StripeOperation.UNKNOWN,
         "stripe_id": (result.get("id") or "") if outcome.succeeded else _failed_object_id(result),
         "error_code": _error_code(error),
-        "error_message": (error.message if error else "")[:10000],
+        "error_message": redact_text(error.message if error else "")[:10000],
         "http_status": getattr(error, "http_status", None),
         "resolved_at": now if outcome.state != StripeOperation.UNKNOWN else None,
         "updated": now,
@@ -249,6 +260,7 @@ def finish(operation: StripeOperation, outcome: Outcome) -> bool:
     ).update(**fields)
     for name, value in fields.items():
         setattr(operation, name, value)
+    setattr(operation, _ANSWER, result)  # in memory only: execute() hands it to its caller
     return bool(mine)
 
 
@@ -267,6 +279,7 @@ def _failed_object_id(body: dict[str, Any]) -> str:
 def execute(operation: StripeOperation, target: Any = None) -> Outcome:
     """Claim, send and record ``operation``; the outcome (its kind's recorder has applied it)."""
     kind = KINDS[operation.kind]
+    setattr(operation, _ANSWER, None)  # an earlier execute()'s answer is not this one's
     claim(operation)
     try:
         if kind.prepare is not None:
@@ -281,7 +294,9 @@ def execute(operation: StripeOperation, target: Any = None) -> Outcome:
         raise
     if operation.state != outcome.state and operation.state != StripeOperation.SENDING:
         # The recorder judged again (e.g. a refusal that a lookup showed was ours): its word counts.
-        return Outcome(operation.state, operation.result or outcome.result, outcome.error)
+        # Its answer as Stripe sent it (operation.result has the client secrets redacted).
+        answer = getattr(operation, _ANSWER, None) or operation.result
+        return Outcome(operation.state, answer or outcome.result, outcome.error)
     return outcome
 
 

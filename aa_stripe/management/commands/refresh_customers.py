@@ -1,4 +1,6 @@
-"""Update every local customer's cards (sources, default_source) from Stripe's customer list."""
+"""Update every local customer's cards (sources, default_source, default_payment_method) from
+Stripe's customer list; with ``--payment-methods`` also their saved payment methods (one list
+request per customer)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,12 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from django.core.management.base import CommandError, CommandParser
 from django.db import router
 from django.utils import timezone
 
 from aa_stripe import stripe_api
+from aa_stripe.exceptions import AaStripeError
 from aa_stripe.guard import library_atomic
 from aa_stripe.management.base import StripeCommand
 from aa_stripe.management.sync import (
@@ -21,7 +25,14 @@ from aa_stripe.management.sync import (
 )
 from aa_stripe.models import StripeCustomer
 
-SYNCED_FIELDS = ["sources", "default_source", "stripe_response", "is_active", "updated"]
+SYNCED_FIELDS = [
+    "sources",
+    "default_source",
+    "default_payment_method",
+    "stripe_response",
+    "is_active",
+    "updated",
+]
 #: From this API version on, Stripe omits ``customer.sources`` unless it is expanded.
 SOURCES_EXPANDABLE_SINCE = "2020-08-27"
 
@@ -45,11 +56,22 @@ def touched_after(customer: StripeCustomer, requested_at: datetime | None) -> bo
 
 class Command(StripeCommand):
     help = (
-        "Update sources and default_source of every local StripeCustomer from Stripe's customer "
-        "list (100 per request, sources expanded when the API version omits them). Local customers "
+        "Update sources, default_source and default_payment_method of every local StripeCustomer "
+        "from Stripe's customer list (100 per request, sources expanded when the API version omits "
+        "them); with --payment-methods also each active customer's payment methods. Local customers "
         "Stripe no longer lists (deleted there) become inactive. Writes in bulk, one round of "
         "queries per page. Safe to run again and on several hosts."
     )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--payment-methods",
+            action="store_true",
+            help=(
+                "Also mirror each active customer's saved payment methods (one Stripe request per "
+                "customer; webhooks keep them true between runs)."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity = int(options.get("verbosity", 1))
@@ -63,6 +85,38 @@ class Command(StripeCommand):
                 f"{totals['unchanged']} unchanged, {deactivated} no longer at Stripe marked inactive"
                 + (f", {totals['skipped']} left to newer webhooks" if totals["skipped"] else "")
             )
+        if not options.get("payment_methods"):
+            return
+        done, failed = self._refresh_payment_methods()
+        if self.verbosity >= 1:
+            self.stdout.write(f"refresh_customers: payment methods of {done} customers refreshed")
+        if failed:
+            raise CommandError(f"refresh_customers: payment methods of {failed} customers could not be read")
+
+    @staticmethod
+    def _synced(customer: StripeCustomer) -> tuple[Any, ...]:
+        return (
+            customer.sources,
+            customer.default_source,
+            customer.default_payment_method,
+            customer.is_active,
+        )
+
+    def _refresh_payment_methods(self) -> tuple[int, int]:
+        """Each active customer's payment methods (one Stripe list each); (customers done, failed)."""
+        done = failed = 0
+        active = StripeCustomer.objects.filter(is_active=True, is_created_at_stripe=True).order_by("pk")
+        for customer in active.iterator(chunk_size=WRITE_BATCH):
+            try:
+                customer.refresh_payment_methods()
+            except AaStripeError as err:
+                failed += 1
+                self.stderr.write(
+                    f"refresh_customers: payment methods of {customer.stripe_customer_id}: {err.message}"
+                )
+                continue
+            done += 1
+        return done, failed
 
     def _sync_page(self, page: list[dict[str, Any]], requested_at: datetime | None = None) -> Counter[str]:
         """Apply one page of Stripe customers to the local rows: a SELECT and one bulk UPDATE."""
@@ -75,9 +129,9 @@ class Command(StripeCommand):
                 if touched_after(customer, requested_at):
                     counts["skipped"] += 1
                     continue
-                before = (customer.sources, customer.default_source, customer.is_active)
+                before = self._synced(customer)
                 customer.update_from_stripe_data(by_id[customer.stripe_customer_id], commit=False)
-                if (customer.sources, customer.default_source, customer.is_active) == before:
+                if self._synced(customer) == before:
                     counts["unchanged"] += 1
                     continue
                 customer.updated = now

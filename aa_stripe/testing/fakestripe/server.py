@@ -468,6 +468,8 @@ Refund.__init__ = _refund_init_current
 # module of their own (catalog.py), one commented patch per gap; importing it applies them.
 from aa_stripe.testing.fakestripe import catalog  # noqa: E402, F401
 
+from aa_stripe.testing.fakestripe import intents  # noqa: E402, F401  # isort: skip
+
 
 # --- Serving -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
