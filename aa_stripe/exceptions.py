@@ -216,6 +216,13 @@ class StripeIdempotencyError(StripeAPIError):
     kind = "stripe_error"
 
 
+class StripePaymentMethodExpired(AaStripeError):
+    """An expired card was asked to become the default payment method; nothing was sent."""
+
+    details = _("This card has expired.")
+    kind = "invalid"
+
+
 class StripeSetupIntentNotSucceeded(AaStripeError):
     """A SetupIntent was asked to be completed while it failed or still waits for the customer;
     nothing was saved. ``status`` is the SetupIntent's status, ``code`` its last error's code."""

@@ -12,6 +12,12 @@ from .mutations.catalog import CreateStripePrice, CreateStripeProduct
 from .mutations.charges import CreateStripeCharge, RefundStripeCharge
 from .mutations.coupons import CreateStripeCoupon, DeleteStripeCoupon, UpdateStripeCoupon
 from .mutations.customers import AddStripeCustomerSource, CreateStripeCustomer
+from .mutations.payment_methods import (
+    CompleteStripeSetupIntent,
+    CreateStripeSetupIntent,
+    DetachStripePaymentMethod,
+    SetDefaultStripePaymentMethod,
+)
 from .mutations.plans import CreateStripeSubscriptionPlan
 from .mutations.subscriptions import CancelStripeSubscription, CreateStripeSubscription
 from .queries import StripeQuery
@@ -34,6 +40,16 @@ class StripeMutation(graphene.ObjectType):
     delete_stripe_coupon = DeleteStripeCoupon.Field(description=DeleteStripeCoupon.__doc__)
     create_stripe_product = CreateStripeProduct.Field(description=CreateStripeProduct.__doc__)
     create_stripe_price = CreateStripePrice.Field(description=CreateStripePrice.__doc__)
+    create_stripe_setup_intent = CreateStripeSetupIntent.Field(description=CreateStripeSetupIntent.__doc__)
+    complete_stripe_setup_intent = CompleteStripeSetupIntent.Field(
+        description=CompleteStripeSetupIntent.__doc__
+    )
+    set_default_stripe_payment_method = SetDefaultStripePaymentMethod.Field(
+        description=SetDefaultStripePaymentMethod.__doc__
+    )
+    detach_stripe_payment_method = DetachStripePaymentMethod.Field(
+        description=DetachStripePaymentMethod.__doc__
+    )
 
 
 schema = graphene.Schema(query=StripeQuery, mutation=StripeMutation)

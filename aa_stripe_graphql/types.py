@@ -15,16 +15,19 @@ import graphene
 from graphene import relay
 from graphene_django import DjangoObjectType
 
+from aa_stripe.exceptions import AaStripeError
 from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
+    StripePaymentMethod,
+    StripeSetupIntent,
     StripeSubscription,
     StripeSubscriptionPlan,
 )
 
 from .enums import StripeCouponDuration, StripePlanInterval, StripeSubscriptionStatus
-from .errors import masked
+from .errors import logger, masked
 from .permissions import has_perm, owned_or_all, require_perm, require_signed_in, stripe_user
 
 
@@ -119,6 +122,102 @@ class StripeCard(graphene.ObjectType):
         return StripeCard(**_card_values(source)) if source else None
 
 
+def _asks_for(info: Any, *paths: tuple[str, ...]) -> bool:
+    """Whether the query asks for any of ``paths`` under the field being resolved (a list's
+    ``edges { node }`` or the object itself), through fragments too."""
+    from .catalog import selects  # catalog imports this module
+
+    return any(selects(info, "edges", "node", *path) or selects(info, *path) for path in paths)
+
+
+#: The fields of a customer that read its payment methods (prefetched for a whole page).
+_PAYMENT_METHOD_FIELDS = (("paymentMethods",), ("defaultPaymentMethod",))
+
+
+class StripePaymentMethodType(StripeNode):
+    stripe_payment_method_id = graphene.String(
+        required=True, description="Stripe's id of the payment method (pm_...)."
+    )
+    type = graphene.String(
+        required=True, description="Stripe's type of the payment method, lower-case: card, sepa_debit, ..."
+    )
+    card = graphene.Field(
+        StripeCard, description="The card (brand, last four digits, expiry); null for other types."
+    )
+    is_default = graphene.Boolean(
+        required=True,
+        description="Whether this is the customer's default, for invoices and off-session payments.",
+    )
+    created = graphene.DateTime(required=True, description="When the payment method was saved here.")
+
+    class Meta:
+        model = StripePaymentMethod
+        name = "StripePaymentMethod"
+        description = (
+            "A payment method (a card, a SEPA debit mandate, ...) saved on a customer with a SetupIntent, "
+            "for later and off-session payments."
+        )
+        interfaces = (relay.Node,)
+        connection_class = StripeConnection
+        fields = ("id",)
+
+    @staticmethod
+    @masked
+    def resolve_card(root: StripePaymentMethod, info: Any) -> StripeCard | None:
+        card = root.card
+        return StripeCard(**card) if card else None
+
+    @staticmethod
+    @masked
+    def resolve_is_default(root: StripePaymentMethod, info: Any) -> bool:
+        return root.is_default
+
+    @classmethod
+    @masked
+    def get_queryset(cls, queryset: Any, info: Any) -> Any:
+        """The rules of ``stripeCustomers``: whoever sees a customer sees its payment methods."""
+        visible = owned_or_all(info, queryset, "view_stripecustomer", owner_field="customer__user")
+        return visible.select_related("customer")
+
+
+class StripeSetupIntentType(graphene.ObjectType):
+    """Returned only in the payloads of its owner's own mutations (it carries the client secret)."""
+
+    stripe_setup_intent_id = graphene.String(
+        required=True, description="Stripe's id of the SetupIntent (seti_...)."
+    )
+    status = graphene.String(
+        required=True,
+        description="Stripe's status, lower-case as Stripe says it: requires_payment_method, "
+        "requires_confirmation, requires_action, processing, succeeded or canceled.",
+    )
+    client_secret = graphene.String(
+        description="For stripe.js (confirmCardSetup/confirmSetup) while the customer has something to do; "
+        "null otherwise. Never stored here: read from Stripe when it is asked for again."
+    )
+
+    class Meta:
+        name = "StripeSetupIntent"
+        description = (
+            "A SetupIntent saving a payment method on your customer for later (off-session) payments: "
+            "stripe.js confirms it with its clientSecret, then completeStripeSetupIntent saves the method."
+        )
+
+    @staticmethod
+    @masked
+    def resolve_client_secret(root: StripeSetupIntent, info: Any) -> str | None:
+        try:
+            return root.client_secret_for_owner()
+        except AaStripeError as err:  # read from Stripe again (a replayed payload) and Stripe failed
+            logger.warning(
+                "Client secret of SetupIntent %s not read from Stripe: %s: %s",
+                root.stripe_setup_intent_id,
+                type(err).__name__,
+                err.message,
+            )
+            return None
+
+
 class StripeCustomerType(StripeNode):
     stripe_customer_id = graphene.String(required=True, description="Stripe's id of the customer (cus_...).")
     is_active = graphene.Boolean(required=True, description="False once deleted or replaced.")
@@ -126,6 +225,16 @@ class StripeCustomerType(StripeNode):
     sources = graphene.List(graphene.NonNull(StripeCard), required=True, description="The customer's cards.")
     default_source = graphene.String(description="Stripe's id of the default card.")
     default_source_card = graphene.Field(StripeCard, description="The default card.")
+    payment_methods = graphene.List(
+        graphene.NonNull(StripePaymentMethodType),
+        required=True,
+        description="The payment methods saved with SetupIntents (legacy cards are in sources).",
+    )
+    default_payment_method = graphene.Field(
+        StripePaymentMethodType,
+        description="The default payment method (invoices, off-session payments); null when the default "
+        "is a legacy card of sources, or there is none.",
+    )
     created = graphene.DateTime(required=True, description="When the customer was saved here.")
     updated = graphene.DateTime(required=True, description="When the customer last changed here.")
 
@@ -152,10 +261,28 @@ class StripeCustomerType(StripeNode):
     def resolve_default_source_card(root: StripeCustomer, info: Any) -> StripeCard | None:
         return StripeCard.from_source(root.default_source_data)
 
+    @staticmethod
+    @masked
+    def resolve_payment_methods(root: StripeCustomer, info: Any) -> list[StripePaymentMethod]:
+        return list(root.payment_methods.all())  # prefetched for a page (get_queryset)
+
+    @staticmethod
+    @masked
+    def resolve_default_payment_method(root: StripeCustomer, info: Any) -> StripePaymentMethod | None:
+        target = root.default_payment_method_id
+        if not target:
+            return None
+        if "payment_methods" in getattr(root, "_prefetched_objects_cache", {}):
+            return next((m for m in root.payment_methods.all() if m.stripe_payment_method_id == target), None)
+        return root.payment_methods.filter(stripe_payment_method_id=target).first()
+
     @classmethod
     @masked
     def get_queryset(cls, queryset: Any, info: Any) -> Any:
-        return owned_or_all(info, queryset, "view_stripecustomer")
+        visible = owned_or_all(info, queryset, "view_stripecustomer")
+        if _asks_for(info, *_PAYMENT_METHOD_FIELDS):
+            visible = visible.prefetch_related("payment_methods")
+        return visible
 
 
 class StripeChargeType(StripeNode):
@@ -213,7 +340,10 @@ class StripeChargeType(StripeNode):
     @classmethod
     @masked
     def get_queryset(cls, queryset: Any, info: Any) -> Any:
-        return owned_or_all(info, queryset, "view_stripecharge").select_related("customer")
+        visible = owned_or_all(info, queryset, "view_stripecharge").select_related("customer")
+        if _asks_for(info, *(("customer", *path) for path in _PAYMENT_METHOD_FIELDS)):
+            visible = visible.prefetch_related("customer__payment_methods")
+        return visible
 
 
 class StripeSubscriptionPlanType(StripeNode):

@@ -14,6 +14,7 @@ gains a query, a mutation or a Node type without a row here.
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +30,15 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from graphql_relay import to_global_id
 
+from aa_stripe import stripe_api
 from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
+    StripePaymentMethod,
     StripePrice,
     StripeProduct,
+    StripeSetupIntent,
     StripeSubscription,
     StripeSubscriptionPlan,
 )
@@ -103,7 +107,19 @@ SUBSCRIPTIONS = ("owner.subscription", "other.subscription")
 NOT_FOUND = {
     "customer": Refused("NOT_FOUND", "customer"),
     "subscription": Refused("NOT_FOUND", "subscription"),
+    "paymentMethod": Refused("NOT_FOUND", "paymentMethod"),
+    "setupIntent": Refused("NOT_FOUND", "setupIntent"),
 }
+PAYMENT_METHODS = ("owner.payment_method", "other.payment_method")
+#: The operations whose world has cards saved with SetupIntents (``build_world(payment_methods=True)``).
+NEEDS_PAYMENT_METHODS = frozenset(
+    {
+        "node(StripePaymentMethod)",
+        "completeStripeSetupIntent",
+        "setDefaultStripePaymentMethod",
+        "detachStripePaymentMethod",
+    }
+)
 STAFF_ONLY = {"anonymous": DENIED, "owner": DENIED, "other": DENIED, "staff": DENIED}
 
 # What "staff_perm" (dave) holds in each row; "staff" (carol) is staff with no permission at all.
@@ -135,6 +151,11 @@ STAFF_PERMISSIONS = {
     "createStripeCoupon": ("add_stripecoupon",),
     "updateStripeCoupon": ("change_stripecoupon",),
     "deleteStripeCoupon": ("delete_stripecoupon",),
+    "node(StripePaymentMethod)": ("view_stripecustomer",),
+    "createStripeSetupIntent": ("add_stripesetupintent",),
+    "completeStripeSetupIntent": ("view_stripecustomer", "change_stripesetupintent"),
+    "setDefaultStripePaymentMethod": ("view_stripecustomer", "change_stripepaymentmethod"),
+    "detachStripePaymentMethod": ("view_stripecustomer", "delete_stripepaymentmethod"),
 }
 
 # operation -> role -> outcome. Lists and node(id) ask for both users' rows; a charge shows its
@@ -208,6 +229,13 @@ MATRIX: dict[str, dict[str, Any]] = {
         "staff_perm": Sees("plan", "hidden_plan"),
     },
     "node(StripeCoupon)": {**STAFF_ONLY, "staff_perm": Sees("coupon", "deleted_coupon")},
+    "node(StripePaymentMethod)": {  # the rules of customers
+        "anonymous": DENIED,
+        "owner": Sees("owner.payment_method"),
+        "other": Sees("other.payment_method"),
+        "staff": Sees(),
+        "staff_perm": Sees(*PAYMENT_METHODS),
+    },
     # --- the catalog: what is for sale, for anyone; the rest for staff with the view permission ---
     "stripeProducts": {role: Sees("product", "price") for role in ROLES},  # its prices beside it
     "stripePrices": {role: Sees("price", "product") for role in ROLES},  # hidden ones: active: false
@@ -247,6 +275,35 @@ MATRIX: dict[str, dict[str, Any]] = {
         "other": NOT_FOUND["subscription"],
         "staff": NOT_FOUND["subscription"],
         "staff_perm": Ok("owner.subscription", "plan"),
+    },
+    # --- saving cards with SetupIntents: the caller's own customer only ---
+    "createStripeSetupIntent": {  # for the caller's customer; staff have none: a new one, without a card
+        "anonymous": DENIED,
+        "owner": Ok("owner.customer"),
+        "other": Ok("other.customer"),
+        "staff": Ok(),
+        "staff_perm": Ok(),
+    },
+    "completeStripeSetupIntent": {  # the owner's confirmed SetupIntent
+        "anonymous": DENIED,
+        "owner": Ok("owner.customer"),
+        "other": NOT_FOUND["setupIntent"],
+        "staff": NOT_FOUND["setupIntent"],
+        "staff_perm": NOT_FOUND["setupIntent"],  # nobody saves a card for another user's customer
+    },
+    "setDefaultStripePaymentMethod": {
+        "anonymous": DENIED,
+        "owner": Ok("owner.customer", "owner.payment_method"),
+        "other": NOT_FOUND["paymentMethod"],
+        "staff": NOT_FOUND["paymentMethod"],
+        "staff_perm": NOT_FOUND["paymentMethod"],  # sees it (view_stripecustomer), may not change it
+    },
+    "detachStripePaymentMethod": {
+        "anonymous": DENIED,
+        "owner": Ok("owner.customer"),
+        "other": NOT_FOUND["paymentMethod"],
+        "staff": NOT_FOUND["paymentMethod"],
+        "staff_perm": NOT_FOUND["paymentMethod"],
     },
     # --- staff mutations ---
     "createStripeCharge": {**STAFF_ONLY, "staff_perm": Ok()},  # charges the owner; customer hidden
@@ -298,7 +355,20 @@ def _user(role: str, codenames: tuple[str, ...] = ()) -> Any:
     return user
 
 
-def build_world(fake_stripe: Any, codenames: tuple[str, ...]) -> World:
+def _confirmed_setup_intent(customer: StripeCustomer, number: str) -> StripeSetupIntent:
+    """A SetupIntent of ``customer`` that stripe.js confirmed with a new card (done here directly)."""
+    intent = StripeSetupIntent.create_for_customer(customer)
+    card = {"number": number, "exp_month": 12, "exp_year": datetime.date.today().year + 2, "cvc": "123"}
+    method = stripe_api.call("payment_methods", "create", params={"type": "card", "card": card})
+    stripe_api.call(
+        "setup_intents", "confirm", intent.stripe_setup_intent_id, params={"payment_method": method["id"]}
+    )
+    return intent
+
+
+def build_world(fake_stripe: Any, codenames: tuple[str, ...], payment_methods: bool = False) -> World:
+    """``payment_methods``: each customer also has a card saved with a SetupIntent and a confirmed
+    SetupIntent not completed yet (only the cells that need them: they cost six calls to Stripe)."""
     users = {role: _user(role, codenames if role == "staff_perm" else ()) for role in USERNAMES}
     plan = StripeSubscriptionPlan.objects.create(name="Gold", amount=5000, interval="month")
     plan.create_at_stripe()
@@ -350,6 +420,22 @@ def build_world(fake_stripe: Any, codenames: tuple[str, ...]) -> World:
                 ),
             }
         )
+        if payment_methods:
+            # A card saved with a SetupIntent (not the default: the token's card is), and one confirmed
+            # by stripe.js but not completed yet.
+            method = _confirmed_setup_intent(customer, "4242424242424242").complete()
+            pending = _confirmed_setup_intent(customer, "5555555555554444")
+            world.rows.update({f"{role}.payment_method": method, f"{role}.setup_intent": pending})
+            world.items.update(
+                {
+                    f"{role}.payment_method": Item(
+                        "StripePaymentMethod", _gid(method), (method.stripe_payment_method_id,)
+                    ),
+                    f"{role}.setup_intent": Item(
+                        "StripeSetupIntent", None, (pending.stripe_setup_intent_id,)
+                    ),
+                }
+            )
     return world
 
 
@@ -362,6 +448,7 @@ def _gid(row: Any) -> str:
         StripeCoupon: "StripeCoupon",
         StripeProduct: "StripeProduct",
         StripePrice: "StripePrice",
+        StripePaymentMethod: "StripePaymentMethod",
     }
     return to_global_id(names[type(row)], row.pk)
 
@@ -375,6 +462,7 @@ PLAN = "id stripePlanId name isCreatedAtStripe"
 COUPON = "id couponId isDeleted"
 PRODUCT = "id stripeProductId name active prices { id stripePriceId lookupKey }"
 PRICE = "id stripePriceId lookupKey unitAmount active product { id stripeProductId name }"
+PAYMENT_METHOD = "id stripePaymentMethodId type isDefault card { last4 }"
 ERRORS = "errors { field code message declineCode } clientMutationId"
 FIELDS = {
     "StripeCustomer": CUSTOMER,
@@ -384,6 +472,7 @@ FIELDS = {
     "StripeCoupon": COUPON,
     "StripeProduct": PRODUCT,
     "StripePrice": PRICE,
+    "StripePaymentMethod": PAYMENT_METHOD,
 }
 LISTS = {
     "stripeCustomers": "StripeCustomer",
@@ -402,6 +491,7 @@ NODE_IDS = {  # node(Type): the two objects asked for
     "StripeCoupon": ("coupon", "deleted_coupon"),
     "StripeProduct": ("product", "hidden_product"),
     "StripePrice": ("price", "hidden_price"),
+    "StripePaymentMethod": PAYMENT_METHODS,
 }
 COUPON_QUERY = f"""query($live: String!, $gone: String!) {{
   live: stripeCoupon(couponId: $live) {{ {COUPON} }}
@@ -421,6 +511,12 @@ PAYLOADS = {
     "deleteStripeCoupon": f"coupon {{ {COUPON} }}",
     "createStripeProduct": f"product {{ {PRODUCT} }}",
     "createStripePrice": f"price {{ {PRICE} }}",
+    "createStripeSetupIntent": (
+        f"setupIntent {{ stripeSetupIntentId status clientSecret }} customer {{ {CUSTOMER} }}"
+    ),
+    "completeStripeSetupIntent": f"customer {{ {CUSTOMER} }} paymentMethod {{ {PAYMENT_METHOD} }}",
+    "setDefaultStripePaymentMethod": f"customer {{ {CUSTOMER} }} paymentMethod {{ {PAYMENT_METHOD} }}",
+    "detachStripePaymentMethod": f"customer {{ {CUSTOMER} }}",
 }
 
 
@@ -458,6 +554,12 @@ def mutation_input(operation: str, world: World, fake_stripe: Any) -> dict[str, 
             "unitAmount": 900,
             "recurring": {"interval": "YEAR"},
         },
+        "createStripeSetupIntent": lambda: {},
+        "completeStripeSetupIntent": lambda: {
+            "setupIntent": world.rows["owner.setup_intent"].stripe_setup_intent_id
+        },
+        "setDefaultStripePaymentMethod": lambda: {"paymentMethod": world.gid("owner.payment_method")},
+        "detachStripePaymentMethod": lambda: {"paymentMethod": world.gid("owner.payment_method")},
     }
     return {**inputs[operation](), "clientMutationId": "authz"}
 
@@ -644,7 +746,7 @@ def check_refused(cell: Cell, outcome: Refused) -> None:
     payload = cell.payload
     assert [(e["field"], e["code"]) for e in payload["errors"]] == [(outcome.field, outcome.code)]
     assert payload["clientMutationId"] == "authz"
-    assert [value for key, value in payload.items() if key not in ("errors", "clientMutationId")] == [None]
+    assert {value for key, value in payload.items() if key not in ("errors", "clientMutationId")} == {None}
     assert cell.diff == Diff([], [], []) and cell.stripe == []
 
 
@@ -809,6 +911,75 @@ def effect_create_price(cell: Cell) -> None:
     assert cell.stripe[0].params["product"] == product.stripe_product_id
 
 
+def effect_create_setup_intent(cell: Cell) -> None:
+    intent = cell.created(StripeSetupIntent)
+    own = cell.world.rows.get(f"{cell.role}.customer")
+    if own is None:  # staff have no customer: one is made, without a card
+        customer = cell.created(StripeCustomer)
+        assert (customer.user, customer.is_created_at_stripe, customer.stripe_js_response) == (
+            cell.caller,
+            True,
+            {},
+        )
+        assert cell.diff == Diff(
+            sorted([("StripeCustomer", customer.pk), ("StripeSetupIntent", intent.pk)]), [], []
+        )
+        assert cell.calls() == [("POST", "/v1/customers"), ("POST", "/v1/setup_intents")]
+    else:
+        customer = own
+        assert cell.diff == Diff([("StripeSetupIntent", intent.pk)], [], [])
+        assert cell.calls() == [("POST", "/v1/setup_intents")]
+    assert intent.customer == customer and intent.status == "requires_payment_method"
+    assert cell.stripe[-1].params["customer"] == customer.stripe_customer_id  # never another's customer
+    payload = cell.payload
+    assert payload["customer"]["id"] == _gid(customer)
+    assert payload["setupIntent"]["stripeSetupIntentId"] == intent.stripe_setup_intent_id
+    assert payload["setupIntent"]["clientSecret"].startswith(f"{intent.stripe_setup_intent_id}_secret_")
+
+
+def effect_complete_setup_intent(cell: Cell) -> None:
+    intent = cell.world.rows["owner.setup_intent"]
+    method = cell.created(StripePaymentMethod)
+    intent.refresh_from_db()
+    assert intent.status == "succeeded" and intent.payment_method == method.stripe_payment_method_id
+    assert method.customer == cell.world.rows["owner.customer"] and method.card_last4 == "4444"
+    assert cell.diff == Diff([("StripePaymentMethod", method.pk)], [("StripeSetupIntent", intent.pk)], [])
+    payload = cell.payload
+    assert payload["paymentMethod"]["id"] == _gid(method)
+    assert payload["paymentMethod"]["isDefault"] is False  # the token's card stays the default
+    assert cell.calls() == [
+        ("GET", f"/v1/setup_intents/{intent.stripe_setup_intent_id}"),
+        ("GET", f"/v1/payment_methods/{method.stripe_payment_method_id}"),
+    ]
+
+
+def effect_set_default_payment_method(cell: Cell) -> None:
+    customer = cell.world.rows["owner.customer"]
+    method = cell.world.rows["owner.payment_method"]
+    customer.refresh_from_db()
+    assert customer.default_payment_method == method.stripe_payment_method_id
+    assert cell.diff == Diff([], [("StripeCustomer", customer.pk)], [])
+    assert cell.payload["paymentMethod"] == {
+        "id": _gid(method),
+        "stripePaymentMethodId": method.stripe_payment_method_id,
+        "type": "card",
+        "isDefault": True,
+        "card": {"last4": "4242"},
+    }
+    assert cell.calls() == [("POST", f"/v1/customers/{customer.stripe_customer_id}")]
+    sent = cell.stripe[0].params
+    assert sent["invoice_settings[default_payment_method]"] == method.stripe_payment_method_id
+
+
+def effect_detach_payment_method(cell: Cell) -> None:
+    method = cell.world.rows["owner.payment_method"]
+    assert not StripePaymentMethod.objects.filter(pk=method.pk).exists()
+    [tombstone] = [key for key in cell.diff.created if key[0] == "StripeTombstone"]
+    assert cell.diff == Diff([tombstone], [], [("StripePaymentMethod", method.pk)])
+    assert cell.payload["customer"]["id"] == _gid(cell.world.rows["owner.customer"])
+    assert cell.calls() == [("POST", f"/v1/payment_methods/{method.stripe_payment_method_id}/detach")]
+
+
 EFFECTS = {
     "createStripeCustomer": effect_create_customer,
     "addStripeCustomerSource": effect_add_source,
@@ -822,6 +993,10 @@ EFFECTS = {
     "deleteStripeCoupon": effect_delete_coupon,
     "createStripeProduct": effect_create_product,
     "createStripePrice": effect_create_price,
+    "createStripeSetupIntent": effect_create_setup_intent,
+    "completeStripeSetupIntent": effect_complete_setup_intent,
+    "setDefaultStripePaymentMethod": effect_set_default_payment_method,
+    "detachStripePaymentMethod": effect_detach_payment_method,
 }
 
 
@@ -870,7 +1045,7 @@ CELLS = [
 
 @pytest.mark.parametrize(("operation", "role"), CELLS)
 def test_matrix_cell(fake_stripe, operation, role):
-    world = build_world(fake_stripe, STAFF_PERMISSIONS[operation])
+    world = build_world(fake_stripe, STAFF_PERMISSIONS[operation], operation in NEEDS_PAYMENT_METHODS)
     query, variables = request_for(operation, world, fake_stripe)
     before = snapshot()
     fake_stripe.proxy.reset()  # forget the world's calls (tokens are made directly, never recorded)
@@ -909,7 +1084,7 @@ def _first_ok_role(operation: str) -> str:
 def test_a_key_never_replays_one_users_payload_to_another(fake_stripe, operation):
     """The first allowed caller acts with a key; every other role sending the same key and input
     gets what its own rights give it (denied, refused, or its own work), never the first payload."""
-    world = build_world(fake_stripe, STAFF_PERMISSIONS[operation])
+    world = build_world(fake_stripe, STAFF_PERMISSIONS[operation], operation in NEEDS_PAYMENT_METHODS)
     query, variables = request_for(operation, world, fake_stripe)
     variables["input"]["idempotencyKey"] = "shared-key"
     actor = _first_ok_role(operation)

@@ -219,6 +219,33 @@ def test_a_product_needs_a_name(fake_stripe, merchant):
     assert fake_stripe.proxy.calls("POST") == []
 
 
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"": "empty key"},
+        {"a[b]": "brackets"},  # form-encoded as a nested key: Stripe refuses it
+        {"k" * 41: "long key"},
+        {"long": "v" * 501},
+        {f"k{i}": "v" for i in range(51)},
+        {"nested": {"a": "b"}},
+    ],
+)
+def test_metadata_stripe_refuses_is_refused_before_anything_is_sent(fake_stripe, merchant, metadata):
+    payload = create_product(merchant, metadata=json.dumps(metadata))
+
+    assert codes(payload) == [("metadata", "INVALID")] and not StripeProduct.objects.exists()
+    assert fake_stripe.proxy.calls("POST") == []
+
+
+def test_metadata_at_stripes_limits_is_sent(fake_stripe, merchant):
+    metadata = {f"{i:02d}" + "k" * 38: "v" * 500 for i in range(50)}
+
+    payload = create_product(merchant, metadata=json.dumps(metadata))
+
+    assert payload["errors"] == []
+    assert StripeProduct.objects.get().metadata == metadata
+
+
 # --- queries --------------------------------------------------------------------------------------
 
 LIST = """

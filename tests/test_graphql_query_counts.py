@@ -105,3 +105,62 @@ def test_owner_pages_take_the_same_queries(client, field):
     client.force_login(owner)
     ten, hundred = measure(client, field, 10), measure(client, field, 100)
     assert ten == hundred == EXPECTED, (ten, hundred)
+
+
+# --- payment methods (saved with SetupIntents) ------------------------------------------------
+
+PAYMENT_METHOD = f"id stripePaymentMethodId type isDefault created card {CARD}"
+WITH_PAYMENT_METHODS = {
+    "stripeCustomers": f"{{ stripeCustomers(first: $n) {{ edges {{ node {{ id "
+    f"paymentMethods {{ {PAYMENT_METHOD} }} defaultPaymentMethod {{ {PAYMENT_METHOD} }} }} }} }} }}",
+    "stripeCharges": f"{{ stripeCharges(first: $n) {{ edges {{ node {{ id customer {{ id "
+    f"paymentMethods {{ {PAYMENT_METHOD} }} defaultPaymentMethod {{ id isDefault }} }} }} }} }} }}",
+}
+
+
+def customers_with_payment_methods(user, count):
+    """``count`` customers (with a charge each), each with two saved cards, the first its default."""
+    from aa_stripe.models import StripeCustomer, StripePaymentMethod
+
+    customers = gh.make_customers(user, count)
+    methods = []
+    for customer in customers:
+        gh.make_charges(user, customer)
+        for i in range(2):
+            methods.append(
+                StripePaymentMethod(
+                    customer=customer,
+                    stripe_payment_method_id=f"pm_{customer.pk}_{i}",
+                    type="card",
+                    card_brand="visa",
+                    card_last4="4242",
+                    card_exp_month=12,
+                    card_exp_year=2040,
+                )
+            )
+    StripePaymentMethod.objects.bulk_create(methods)
+    for customer in customers:
+        StripeCustomer.objects.filter(pk=customer.pk).update(default_payment_method=f"pm_{customer.pk}_0")
+
+
+@pytest.mark.parametrize("field", WITH_PAYMENT_METHODS)
+@pytest.mark.parametrize("as_owner", [False, True], ids=["staff", "owner"])
+def test_pages_with_payment_methods_take_the_same_queries(client, field, as_owner):
+    """A customer's paymentMethods and defaultPaymentMethod, under a customer or a charge's customer:
+    the page's payment methods in one more query."""
+    owner = gh.make_user("owner")
+    customers_with_payment_methods(owner, 100)
+    client.force_login(owner if as_owner else gh.make_viewer("staff"))
+    query = "query($n: Int) " + WITH_PAYMENT_METHODS[field]
+    counts = []
+    for size in (10, 100):
+        with CaptureQueriesContext(connection) as captured:
+            body = gh.gql(client, query, {"n": size})
+        assert "errors" not in body, body
+        edges = body["data"][field]["edges"]
+        assert len(edges) == size
+        customers = [e["node"] if field == "stripeCustomers" else e["node"]["customer"] for e in edges]
+        assert all(len(c["paymentMethods"]) == 2 for c in customers)
+        assert all(c["defaultPaymentMethod"]["isDefault"] for c in customers)
+        counts.append(len(captured))
+    assert counts == [EXPECTED + 1] * 2, counts

@@ -14,7 +14,11 @@ import pytest
 import requests
 from django.core.management import call_command
 
-from aa_stripe.exceptions import StripeInternalError, StripeMethodNotAllowed, StripeSetupIntentNotSucceeded
+from aa_stripe.exceptions import (
+    StripeInternalError,
+    StripePaymentMethodExpired,
+    StripeSetupIntentNotSucceeded,
+)
 from aa_stripe.models import StripeCustomer, StripeOperation, StripePaymentMethod, StripeSetupIntent
 
 pytestmark = pytest.mark.django_db
@@ -243,7 +247,7 @@ def test_an_expired_card_is_not_made_the_default(fake_stripe, cardless):
     second.refresh_from_db()
     posts = len(fake_stripe.proxy.calls("POST"))
 
-    with pytest.raises(StripeMethodNotAllowed, match="expired"):
+    with pytest.raises(StripePaymentMethodExpired, match="expired"):
         second.set_as_default()
 
     assert len(fake_stripe.proxy.calls("POST")) == posts

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from aa_stripe import stripe_api
-from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed
+from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed, StripePaymentMethodExpired
 from aa_stripe.guard import library_atomic
 
 from .base import StripeBasicModel, lock_for_update, timestamp_to_datetime
@@ -114,8 +114,7 @@ class StripePaymentMethod(StripeBasicModel):
             return None
         if row is None:
             row = cls(customer=customer)
-        elif row.customer_id != customer.pk:
-            row.customer = customer
+        row.customer = customer  # the caller's instance: a default set through the row shows on it
         row.update_from_stripe_data(data)
         return row
 
@@ -134,11 +133,11 @@ class StripePaymentMethod(StripeBasicModel):
 
     def set_as_default(self) -> StripeCustomer:
         """Make this the customer's default at Stripe (``invoice_settings.default_payment_method``);
-        an operation of the journal. Refuses an expired card (:class:`StripeMethodNotAllowed`) and
+        an operation of the journal. Refuses an expired card (:class:`StripePaymentMethodExpired`) and
         a method Stripe no longer has on the customer (:class:`StripeInvalidRequestError`, and the
         row goes)."""
         if self.is_expired:
-            raise StripeMethodNotAllowed("This card has expired.")
+            raise StripePaymentMethodExpired()
         customer = self.customer
         try:
             customer.update_at_stripe(
@@ -290,8 +289,8 @@ class StripeSetupIntent(StripeBasicModel):
     def complete(self) -> StripePaymentMethod:
         """After stripe.js confirmed it: read the SetupIntent and mirror the saved payment method now
         (the webhook later changes nothing). It becomes the customer's default when the customer has
-        none. A SetupIntent that failed or still waits raises :class:`StripeInvalidRequestError`
-        (code ``setup_intent_unexpected_state``) and saves nothing."""
+        none. A SetupIntent that failed or still waits raises
+        :class:`~aa_stripe.exceptions.StripeSetupIntentNotSucceeded` and saves nothing."""
         from . import payment_method_operations
 
         return payment_method_operations.complete_setup_intent(self)

@@ -182,13 +182,34 @@ def json_object(value: Any, field: str, *, required: bool = True) -> dict[str, A
     return value
 
 
+#: Stripe's limits on metadata (https://docs.stripe.com/metadata).
+METADATA_MAX_KEYS = 50
+METADATA_MAX_KEY_LENGTH = 40
+METADATA_MAX_VALUE_LENGTH = 500
+
+
 def metadata_object(value: Any, field: str = "metadata", *, required: bool = False) -> dict[str, Any]:
     """Stripe metadata: a flat JSON object of strings (numbers and booleans are sent as text)."""
     metadata = json_object(value, field, required=required) or {}
+    if len(metadata) > METADATA_MAX_KEYS:
+        raise UserError(StripeErrorCode.INVALID, f"At most {METADATA_MAX_KEYS} metadata keys.", field)
     for key, item in metadata.items():
+        # Stripe's limits; a key with brackets cannot even be form-encoded as one key.
+        if not key or len(key) > METADATA_MAX_KEY_LENGTH or "[" in key or "]" in key:
+            raise UserError(
+                StripeErrorCode.INVALID,
+                f"Metadata keys are 1 to {METADATA_MAX_KEY_LENGTH} characters without square brackets.",
+                field,
+            )
         if isinstance(item, dict | list):
             raise UserError(
                 StripeErrorCode.INVALID, f"Metadata value {key!r} must be a string, not nested.", field
+            )
+        if item is not None and len(str(item)) > METADATA_MAX_VALUE_LENGTH:
+            raise UserError(
+                StripeErrorCode.INVALID,
+                f"Metadata value {key!r} is longer than {METADATA_MAX_VALUE_LENGTH} characters.",
+                field,
             )
     return metadata
 
