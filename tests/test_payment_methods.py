@@ -16,10 +16,18 @@ from django.core.management import call_command
 
 from aa_stripe.exceptions import (
     StripeInternalError,
+    StripeInvalidRequestError,
+    StripeMethodNotAllowed,
     StripePaymentMethodExpired,
     StripeSetupIntentNotSucceeded,
 )
-from aa_stripe.models import StripeCustomer, StripeOperation, StripePaymentMethod, StripeSetupIntent
+from aa_stripe.models import (
+    StripeCustomer,
+    StripeOperation,
+    StripePaymentMethod,
+    StripeSetupIntent,
+    StripeTombstone,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -289,10 +297,10 @@ def test_a_method_detached_behind_our_back_is_not_made_the_default_and_its_row_g
     second = saved_card(fake_stripe, cardless)
     _post(fake_stripe, f"/v1/payment_methods/{second.stripe_payment_method_id}/detach")
 
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(StripeInvalidRequestError) as refused:
         second.set_as_default()
 
-    assert getattr(refused.value, "kind", None) in ("invalid", "not_found")
+    assert refused.value.kind == "not_found"  # resource_missing on invoice_settings[default_payment_method]
     assert list(StripePaymentMethod.objects.all()) == [first]
     first.refresh_from_db()
     assert first.is_default
@@ -333,3 +341,77 @@ def test_refresh_customers_with_payment_methods(fake_stripe, cardless):
 
     assert "payment methods of 1 customers refreshed" in out.getvalue()
     assert StripePaymentMethod.objects.get().stripe_payment_method_id == method.stripe_payment_method_id
+
+
+# --- what the review found ------------------------------------------------------------------------
+
+
+def test_a_declined_card_is_not_saved_and_the_setup_intent_takes_another(fake_stripe, cardless):
+    intent = StripeSetupIntent.create_for_customer(cardless)
+    declined = requests.post(
+        f"{fake_stripe.direct_url}/v1/setup_intents/{intent.stripe_setup_intent_id}/confirm",
+        data={"payment_method": card_payment_method(fake_stripe, "4000000000000002")},
+        headers={"Authorization": f"Bearer {fake_stripe.api_key}"},
+        timeout=10,
+    )
+    assert declined.status_code == 402 and declined.json()["error"]["code"] == "card_declined"
+
+    with pytest.raises(StripeSetupIntentNotSucceeded) as failed:
+        intent.complete()
+
+    assert failed.value.status == "requires_payment_method"
+    intent.refresh_from_db()
+    assert intent.failure_code == "generic_decline"
+    assert not StripePaymentMethod.objects.exists()
+    confirm_setup(fake_stripe, intent)  # the same SetupIntent, another card
+    assert intent.complete().card_last4 == "4242"
+
+
+def test_a_detached_method_is_not_brought_back_by_an_older_list(fake_stripe, cardless):
+    method = saved_card(fake_stripe, cardless)
+    listed_before = fake_stripe.get("/v1/payment_methods", customer=cardless.stripe_customer_id)["data"]
+    method.detach()
+
+    assert StripePaymentMethod.mirror(cardless, listed_before[0]) is None
+
+    assert not StripePaymentMethod.objects.exists()
+    assert StripeTombstone.objects.filter(stripe_id=method.stripe_payment_method_id).exists()
+
+
+def test_legacy_cards_stay_sources_not_payment_methods(fake_stripe, customer):
+    """Stripe lists a customer's legacy cards among its payment methods too (``card_...`` ids)."""
+    card = customer.sources[0]
+
+    assert StripePaymentMethod.mirror(customer, {**card, "customer": customer.stripe_customer_id}) is None
+    customer.refresh_from_stripe()
+
+    assert not StripePaymentMethod.objects.exists()
+    assert customer.default_payment_method_id == card["id"]  # the legacy default still counts
+
+
+def test_a_customer_deleted_at_stripe_is_replaced_on_the_next_request(fake_stripe, user, cardless):
+    _delete = requests.delete(
+        f"{fake_stripe.direct_url}/v1/customers/{cardless.stripe_customer_id}",
+        headers={"Authorization": f"Bearer {fake_stripe.api_key}"},
+        timeout=10,
+    )
+    assert _delete.status_code == 200
+
+    with pytest.raises(StripeInvalidRequestError):
+        StripeSetupIntent.create_for_customer(cardless)
+
+    cardless.refresh_from_db()
+    assert not cardless.is_active and not StripeSetupIntent.objects.exists()
+    fresh = StripeCustomer.get_or_create_for_user(user)
+    assert fresh.pk != cardless.pk and fresh.stripe_customer_id != cardless.stripe_customer_id
+
+
+def test_a_stripe_js_error_is_not_taken_for_a_customer_without_a_card(fake_stripe, user):
+    failed_tokenization = StripeCustomer(
+        user=user, stripe_js_response={"error": {"message": "Your card number is incorrect."}}
+    )
+
+    with pytest.raises(StripeMethodNotAllowed, match="token"):
+        failed_tokenization.create_at_stripe()
+
+    assert fake_stripe.proxy.calls("POST", "/v1/customers") == []

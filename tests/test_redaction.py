@@ -325,3 +325,32 @@ def test_every_json_column_of_a_library_model_is_saved_redacted(
     assert other.sources[0]["confirmation_secret"]["client_secret"] == REDACTED
     assert other.stripe_js_response == {"client_secret": REDACTED}
     assert secret not in database_text()
+
+
+def test_secrets_stored_before_the_upgrade_are_redacted_by_migration_0038(db):
+    """Rows an older version stored (raw JSON written past today's save()) are rewritten once."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps as django_apps
+    from django.db import connection
+
+    from aa_stripe.models import StripeWebhook
+
+    migration = importlib.import_module("aa_stripe.migrations.0038_redact_stored_client_secrets")
+    secret = "pi_3Old_secret_OldSecret123"
+    intent = {"id": "pi_3Old", "object": "payment_intent", "client_secret": secret}
+    old = {"id": "evt_old", "type": "payment_intent.succeeded", "data": {"object": intent}}
+    StripeWebhook.objects.bulk_create(
+        [
+            StripeWebhook(id="evt_old", event_type="payment_intent.succeeded", raw_data=old),
+            StripeWebhook(id="evt_coupon", event_type="coupon.created", raw_data={"id": "evt_coupon"}),
+        ]
+    )
+    assert secret in str(StripeWebhook.objects.get(pk="evt_old").raw_data)  # bulk_create skips save()
+
+    migration.redact_stored_secrets(django_apps, SimpleNamespace(connection=connection))
+
+    stored = StripeWebhook.objects.get(pk="evt_old").raw_data
+    assert stored["data"]["object"]["client_secret"] == "[redacted]"
+    assert StripeWebhook.objects.get(pk="evt_coupon").raw_data == {"id": "evt_coupon"}

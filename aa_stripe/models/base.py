@@ -33,8 +33,10 @@ class StripeBasicModel(models.Model):
         abstract = True
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        saved = kwargs.get("update_fields")
+        saved = None if saved is None else set(saved)
         for field in self._meta.concrete_fields:
-            if not isinstance(field, models.JSONField):
+            if not isinstance(field, models.JSONField) or (saved is not None and field.name not in saved):
                 continue
             value = getattr(self, field.attname)
             if value is None and not field.null:

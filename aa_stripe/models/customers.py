@@ -62,7 +62,8 @@ class StripeCustomer(StripeBasicModel):
 
     def create_at_stripe(self, description: str | None = None) -> StripeCustomer:
         """Create the customer at Stripe from ``stripe_js_response["id"]`` (a single-use token), or
-        without a card when there is no token (cards are then saved with SetupIntents).
+        without a card when ``stripe_js_response`` is empty (cards are then saved with SetupIntents).
+        A stripe.js response without a token (e.g. its ``{"error": ...}``) is refused.
 
         A durable operation of the journal (:mod:`aa_stripe.operations.journal`): planned and
         committed (a new instance is saved for it) before Stripe is called, recorded after. The
@@ -80,7 +81,7 @@ class StripeCustomer(StripeBasicModel):
         Without a token the operation is the row's (key ``customer:create:row:<pk>:<uuid>``): asking
         again for the same row finishes its unfinished creation instead of making a second customer.
         """
-        if not (self.stripe_js_response or {}).get("id"):
+        if not self.stripe_js_response:
             return customer_operations.create_without_token(self, description)
         return customer_operations.create(self, description)
 

@@ -77,6 +77,14 @@ def create_setup_intent(customer: StripeCustomer) -> StripeSetupIntent:
         return intent
     if outcome.state == StripeOperation.REFUSED:
         StripeSetupIntent.objects.filter(pk=intent.pk, stripe_setup_intent_id="").delete()
+        error = outcome.error
+        if (
+            isinstance(error, StripeInvalidRequestError)
+            and error.kind == "not_found"
+            and error.param == "customer"
+        ):
+            # Deleted at Stripe: the next request makes the user a new customer.
+            StripeCustomer.objects.filter(pk=customer.pk).update(is_active=False)
     raise outcome.error or StripeInternalError()
 
 
@@ -153,6 +161,7 @@ def detach(method: StripePaymentMethod) -> None:
     """``StripePaymentMethod.detach()``: plan (committed), send, record."""
     key = f"payment_method:detach:{method.stripe_payment_method_id}"
     with library_atomic(using=router.db_for_write(StripePaymentMethod, instance=method)):
+        StripeCustomer.objects.select_for_update().filter(pk=method.customer_id).exists()
         if not StripePaymentMethod.objects.select_for_update().filter(pk=method.pk).exists():
             return  # detached meanwhile (an event, another request)
         operation = StripeOperation.unresolved_for(method).filter(kind=DETACH).first()
@@ -195,6 +204,11 @@ def lookup_detach(operation: StripeOperation) -> Outcome | None:
 
 def record_detach(operation: StripeOperation, outcome: Outcome, target: StripePaymentMethod | None) -> None:
     with library_atomic(using=router.db_for_write(StripePaymentMethod)):
+        # The customer first, then the method: the lock order of every path that touches both.
+        owner = StripePaymentMethod.objects.filter(stripe_payment_method_id=operation.ids[0]).values_list(
+            "customer_id", flat=True
+        )
+        list(StripeCustomer.objects.select_for_update().filter(pk__in=list(owner)))
         row = (
             StripePaymentMethod.objects.select_for_update()
             .filter(stripe_payment_method_id=operation.ids[0])

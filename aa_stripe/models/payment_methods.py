@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import StripeInvalidRequestError, StripeMethodNotAllowed, StripePaymentMethodExpired
 from aa_stripe.guard import library_atomic
+from aa_stripe.redaction import REDACTED
 
 from .base import StripeBasicModel, lock_for_update, timestamp_to_datetime
 from .customers import StripeCustomer
@@ -106,8 +107,15 @@ class StripePaymentMethod(StripeBasicModel):
     @classmethod
     def mirror(cls, customer: StripeCustomer, data: dict[str, Any]) -> StripePaymentMethod | None:
         """Create or update the row of Stripe's payment method ``data`` attached to ``customer``
-        (inside the caller's transaction); a method attached elsewhere removes a row it had here."""
+        (inside the caller's transaction, holding the customer's lock); a method attached elsewhere
+        removes a row it had here. Legacy cards and sources (``card_``/``src_``) stay in the customer's
+        ``sources``; a method detached since (a tombstone) is not brought back."""
+        if not data["id"].startswith("pm_"):
+            return None  # a legacy card or source (Stripe lists them too): it stays in ``sources``
         row = cls.objects.select_for_update().filter(stripe_payment_method_id=data["id"]).first()
+        stripe_created = timestamp_to_datetime(data.get("created"))
+        if row is None and StripeTombstone.is_buried("payment_method", data["id"], stripe_created, None):
+            return None  # detached meanwhile (detaching is final): old news must not bring it back
         if _customer_id(data) != customer.stripe_customer_id:
             if row is not None and row.customer_id == customer.pk:
                 row.forget()
@@ -270,7 +278,7 @@ class StripeSetupIntent(StripeBasicModel):
         self.payment_method = payment_method or failed_method or self.payment_method
         self.failure_code = (error.get("decline_code") or error.get("code") or "") if error else ""
         self.failure_message = (error.get("message") or "") if error else ""
-        if data.get("client_secret"):
+        if data.get("client_secret") and data["client_secret"] != REDACTED:
             self._client_secret = data["client_secret"]
         self.stripe_response = data
         if commit:

@@ -89,10 +89,13 @@ def payment_method_detached(webhook: StripeWebhook) -> None:
         return
     previous = ((webhook.raw_data or {}).get("data") or {}).get("previous_attributes") or {}
     customer = _locked_customer(_id(previous.get("customer")))
+    if customer is None:  # the event did not say whose it was: the row's customer, locked first
+        owner = StripePaymentMethod.objects.filter(stripe_payment_method_id=data["id"]).values_list(
+            "customer__stripe_customer_id", flat=True
+        )
+        _locked_customer(next(iter(owner), None))
     row = _locked_method(data["id"])
     if row is not None:
-        if customer is None:
-            _locked_customer(row.customer.stripe_customer_id)
         row.forget()
         return
     StripeTombstone.bury(

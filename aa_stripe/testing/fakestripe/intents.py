@@ -121,6 +121,12 @@ def _payment_method_attach_told(
     cls: type[PaymentMethod], id: str, customer: Any = None, **data: Any
 ) -> PaymentMethod:
     known = resources.store.get(f"payment_method:{id}") if isinstance(id, str) else None
+    if known is not None and getattr(known, "_detached", False):
+        # Stripe: a detached payment method can never be attached again (localstripe re-attaches).
+        raise _refused(
+            "This PaymentMethod was previously used without being attached to a Customer or was detached "
+            "from a Customer, and may not be used again."
+        )
     previous = known.customer if known is not None else None
     obj = _payment_method_attach(cls, id, customer=customer, **data)
     if obj.customer != previous:
@@ -131,12 +137,13 @@ def _payment_method_attach_told(
 @classmethod
 def _payment_method_detach_told(cls: type[PaymentMethod], id: str, **data: Any) -> PaymentMethod:
     obj = resources.store.get(f"payment_method:{id}") if isinstance(id, str) else None
-    if obj is not None and obj.customer is None and not data:
+    if obj is not None and obj.customer is None:
         raise _refused(
             "The payment method you provided is not attached to a customer so detachment is impossible."
         )
     customer_id = obj.customer if obj is not None else None
     obj = _payment_method_detach(cls, id, **data)
+    obj._detached = True
     _send("payment_method.detached", obj, {"customer": customer_id})
     customer = resources.store.get(f"customer:{customer_id}")
     if customer is not None and customer.invoice_settings.get("default_payment_method") == obj.id:
@@ -327,13 +334,45 @@ def _setup_intent_confirm_told(cls: type[SetupIntent], id: str, **data: Any) -> 
     obj = cls._api_retrieve(id)
     if obj.status in ("succeeded", "canceled"):
         raise _unexpected_state(obj, "confirm")
-    obj = _setup_intent_confirm(cls, id, **data)
+    try:
+        obj = _setup_intent_confirm(cls, id, **data)
+    except UserError as err:
+        if err.code != 402:
+            raise
+        raise _setup_declined(obj, err) from None
     obj.last_setup_error = None
     if obj.status == "succeeded":
         _setup_intent_succeeded(obj)
     elif obj.status == "requires_action":
         _send("setup_intent.requires_action", obj)
     return obj
+
+
+# A card declined while setting up: localstripe cancels the SetupIntent and answers a bare 402. Stripe
+# keeps it usable for another card: status requires_payment_method, payment_method null,
+# last_setup_error (card_error, card_declined, its decline_code, the payment method), the 402's body
+# names the SetupIntent, and it sends setup_intent.setup_failed.
+def _setup_declined(obj: SetupIntent, err: UserError) -> UserError:
+    pm = resources.store.get(f"payment_method:{obj.payment_method}")
+    error = dict(err.body["error"])
+    obj.status, obj.next_action, obj.payment_method = "requires_payment_method", None, None
+    obj.last_setup_error = {
+        "type": "card_error",
+        "code": error.get("code") or "card_declined",
+        "decline_code": error.get("decline_code") or "generic_decline",
+        "message": error.get("message"),
+        "payment_method": pm._export() if pm is not None else None,
+    }
+    _send("setup_intent.setup_failed", obj)
+    return UserError(
+        402,
+        error.get("message"),
+        {
+            "code": obj.last_setup_error["code"],
+            "decline_code": obj.last_setup_error["decline_code"],
+            "setup_intent": obj._export(),
+        },
+    )
 
 
 SetupIntent._api_confirm = _setup_intent_confirm_told
