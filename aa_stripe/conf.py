@@ -35,6 +35,10 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "WEBHOOK_ALLOW_UNSIGNED_IN_DEBUG": ("STRIPE_WEBHOOK_ALLOW_UNSIGNED_IN_DEBUG", False),
     # Store only; parse later with `manage.py parse_stripe_webhooks` or your own task queue.
     "WEBHOOK_DEFERRED_PARSING": ("STRIPE_WEBHOOK_DEFERRED_PARSING", False),
+    # "payment_intents" (3-D Secure ready) or "charges" (the Charges API, as aa-stripe did).
+    "CHARGE_API": ("STRIPE_CHARGE_API", "payment_intents"),
+    # Your account's statement descriptor prefix (dashboard), to check prefix + suffix <= 22.
+    "STATEMENT_DESCRIPTOR_PREFIX": ("STRIPE_STATEMENT_DESCRIPTOR_PREFIX", ""),
     # Optional: sent to Stripe as charge metadata "origin" when set.
     "PAYMENT_ORIGIN": ("PAYMENT_ORIGIN", None),
     # Seconds a worker may take to send an operation before another may take it over; longer

@@ -9,6 +9,9 @@ from django.dispatch import Signal
 stripe_charge_succeeded = Signal()
 #: sent with ``instance`` and ``exception`` (a StripeCardError) when the card was declined.
 stripe_charge_card_exception = Signal()
+#: sent with ``instance`` (the StripeCharge) once per PaymentIntent when the payment waits for the
+#: customer (3-D Secure): ask the user back to pay on-session (``payStripeCharge``).
+stripe_charge_requires_action = Signal()
 #: sent with ``instance`` (the StripeCharge) after each successful refund, partial or full.
 stripe_charge_refunded = Signal()
 #: sent with ``instance``, ``event_type``, ``event_model`` and ``event_action`` before a

@@ -158,6 +158,29 @@ def validate_statement_descriptor(value: Any) -> None:
     _check_statement_descriptor(value, check_max_length=True)
 
 
+def validate_statement_descriptor_suffix(value: Any, prefix: str | None = None) -> None:
+    """A card PaymentIntent's ``statement_descriptor_suffix``: the statement shows
+    ``<prefix>* <suffix>``, at most 22 characters in all. ``prefix`` defaults to the account's, as
+    STRIPE_STATEMENT_DESCRIPTOR_PREFIX says (empty: only the suffix's own limits are checked)."""
+    if not value:
+        return
+    if prefix is None:
+        from aa_stripe.conf import stripe_settings
+
+        prefix = stripe_settings.STATEMENT_DESCRIPTOR_PREFIX or ""
+    if prefix and len(prefix) + 2 + len(value) > STATEMENT_DESCRIPTOR_MAX_LENGTH:
+        raise ValidationError(
+            "With the prefix %(prefix)r the statement descriptor is %(length)s characters; Stripe allows "
+            "%(limit_value)s (prefix, '* ', then this suffix).",
+            code="max_length",
+            params={
+                "prefix": prefix,
+                "length": len(prefix) + 2 + len(value),
+                "limit_value": STATEMENT_DESCRIPTOR_MAX_LENGTH,
+            },
+        )
+
+
 def validate_statement_descriptor_field(value: Any) -> None:
     """:func:`validate_statement_descriptor` for a ``CharField(max_length=22)``: the field's own
     ``max_length`` reports a value that is too long, so it is not reported twice."""

@@ -90,3 +90,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def charges_api(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``STRIPE_CHARGE_API = "charges"``: charge with the Charges API, as aa-stripe did (the path kept
+    for hosts that need it), also in commands a test runs as separate processes."""
+    settings.STRIPE_CHARGE_API = "charges"
+    monkeypatch.setenv("AA_STRIPE_TEST_CHARGE_API", "charges")

@@ -7,6 +7,7 @@
   shared (PostgreSQL with ``transactional_db``; SQLite's in-memory test database cannot).
 * ``AA_STRIPE_TEST_API_BASE`` (optional): the fake Stripe's URL (``fake_stripe.url``); without it
   Stripe stays unreachable, as in ``tests.settings``.
+* ``AA_STRIPE_TEST_CHARGE_API`` (optional): ``STRIPE_CHARGE_API`` (the ``charges_api`` fixture sets it).
 * ``AA_STRIPE_TEST_OPERATION_LEASE`` (optional): ``STRIPE_OPERATION_LEASE`` in seconds, e.g. ``2``
   for a test that kills a worker and waits for its lease to run out.
 """
@@ -23,6 +24,9 @@ if not _database_url:
     # Never fall back to DATABASE_URL: that is the database the test runner copies, not the test one.
     raise ImproperlyConfigured("tests.subprocess_settings needs AA_STRIPE_TEST_DATABASE_URL.")
 DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=0)}
+
+if os.environ.get("AA_STRIPE_TEST_CHARGE_API"):
+    STRIPE_CHARGE_API = os.environ["AA_STRIPE_TEST_CHARGE_API"]
 
 if os.environ.get("AA_STRIPE_TEST_API_BASE"):
     STRIPE_API_BASE = os.environ["AA_STRIPE_TEST_API_BASE"]

@@ -515,3 +515,9 @@ def test_cleared_json_boxes_save_the_default_not_null(staff_client):
     assert response.status_code == 302
     plan = StripeSubscriptionPlan.objects.get(name="Yearly")
     assert (plan.metadata, plan.source, plan.is_created_at_stripe) == ({}, {}, False)
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

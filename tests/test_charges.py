@@ -355,3 +355,9 @@ def test_limits_are_inclusive(fake_stripe, customer, user, fields, sent):
     [request] = fake_stripe.proxy.calls("POST", "/v1/charges")
     assert (request.params["amount"], request.params["currency"]) == sent
     assert request.params["statement_descriptor"] == "a" * 22
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

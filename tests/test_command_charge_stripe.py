@@ -445,3 +445,9 @@ def test_an_attempt_whose_answer_was_lost_is_resent_even_if_now_invalid(
     first, retry = fake_stripe.proxy.calls("POST", "/v1/charges")
     assert first.idempotency_key == retry.idempotency_key == f"charge:{row.uuid}:1"
     assert retry.replayed
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

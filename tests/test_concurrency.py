@@ -67,3 +67,9 @@ def test_two_workers_refunding_the_rest_refund_once(fake_stripe, customer, user)
     assert fake_stripe.get(f"/v1/charges/{charge.stripe_charge_id}")["amount_refunded"] == 900
     charge.refresh_from_db()
     assert charge.amount_refunded == 900 and charge.refunds.count() == 1
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

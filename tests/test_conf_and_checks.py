@@ -25,6 +25,8 @@ from tests.conftest import make_customer
 
 EXPECTED_DEFAULTS = {
     "API_KEY": ("STRIPE_API_KEY", ""),
+    "CHARGE_API": ("STRIPE_CHARGE_API", "payment_intents"),
+    "STATEMENT_DESCRIPTOR_PREFIX": ("STRIPE_STATEMENT_DESCRIPTOR_PREFIX", ""),
     "WEBHOOK_ENDPOINT_SECRET": ("STRIPE_WEBHOOK_ENDPOINT_SECRET", ""),
     "USER_MODEL": ("STRIPE_USER_MODEL", "testapp.User"),  # AUTH_USER_MODEL
     "PENDING_WEBHOOKS_THRESHOLD": ("STRIPE_PENDING_WEBHOOKS_THRESHOLD", 20),
@@ -111,8 +113,10 @@ def charge_once(fake_stripe, user) -> dict:
     customer = make_customer(fake_stripe, user)
     charge = StripeCharge.objects.create(user=user, customer=customer, amount=700, description="origin")
     charge.charge()
-    (sent,) = fake_stripe.proxy.calls("POST", "/v1/charges")
-    return {"sent": sent.params, "at_stripe": stripe_api.call("charges", "retrieve", charge.stripe_charge_id)}
+    charge.refresh_from_db()
+    (sent,) = fake_stripe.proxy.calls("POST", "/v1/payment_intents")
+    at_stripe = stripe_api.call("payment_intents", "retrieve", charge.payment_intent_id)
+    return {"sent": sent.params, "at_stripe": at_stripe}
 
 
 def test_no_payment_origin_sends_no_origin(fake_stripe, user):

@@ -559,3 +559,9 @@ def test_i_customer_answer_lost_then_another_card__one_active_local_customer_sub
     at_fake = {customer["id"] for customer in customers_at_fake(fake_stripe)}
     assert at_fake == {lost.stripe_customer_id, row.stripe_customer_id}
     assert StripeCustomer.get_latest_active_customer_for_user(user) == row
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

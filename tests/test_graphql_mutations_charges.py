@@ -374,3 +374,9 @@ def test_a_refund_in_fractions_of_a_krona_is_invalid(fake_stripe, customer, user
 
     assert codes(payload) == [("amount", "INVALID")] and "multiples of 100" in payload["errors"][0]["message"]
     assert fake_stripe.proxy.calls() == []
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

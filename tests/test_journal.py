@@ -421,3 +421,9 @@ def test_an_upgraded_unconfirmed_refund_is_looked_up_and_never_refunded_twice(fa
     assert (charged.amount_refunded, charged.pending_refund_amount) == (300, None)
     assert list(charged.refunds.values_list("stripe_refund_id", flat=True)) == [made["id"]]
     assert len(fake_stripe.proxy.calls("POST", "/v1/refunds")) == 1 and sent["refunded"] == 1
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

@@ -476,3 +476,9 @@ def test_no_transaction_or_row_lock_is_held_while_stripe_is_called(
         assert posts == [(key, "hold", 200, False), (key, None, 200, True)]
     else:  # proxy.reset() also forgot the held request; the same key is sent, Stripe charges now
         assert posts == [(key, None, 200, False)]
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

@@ -154,3 +154,9 @@ def test_on_commit_callbacks_of_a_library_transaction_run_outside_its_mark():
     with library_atomic():
         transaction.on_commit(lambda: seen.append(in_library_transaction()))
     assert seen == [False]
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

@@ -293,3 +293,9 @@ def test_the_watcher_sees_a_write_made_inside_a_transaction(fake_stripe, watcher
         charge.charge()
 
     assert [write for write, _rows in watcher.violations] == ["POST /v1/charges"]
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

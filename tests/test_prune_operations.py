@@ -51,3 +51,9 @@ def test_old_resolved_operations_and_day_old_keys_go_unresolved_ones_never(fake_
 def test_older_than_must_be_at_least_a_day():
     with pytest.raises(CommandError, match="at least 1 day"):
         prune("--older-than", "0")
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

@@ -177,3 +177,9 @@ def test_more_than_what_is_left_is_still_not_allowed(fake_stripe, charged):
     with pytest.raises(StripeMethodNotAllowed, match="exceed"):
         charged.refund(1001)
     assert fake_stripe.proxy.calls("POST", "/v1/refunds") == []
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

@@ -230,3 +230,9 @@ def test_stripe_settings_import_path(settings):
     assert stripe_settings.API_KEY == django_settings.STRIPE_API_KEY == "sk_test_aa_stripe_tests"
     settings.STRIPE_API_KEY = "sk_test_other"
     assert stripe_settings.API_KEY == "sk_test_other"
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """The seed README's charging examples as aa-stripe ran them: STRIPE_CHARGE_API = "charges"
+    (tests/test_payment_intents.py and README.md's own examples cover the default)."""

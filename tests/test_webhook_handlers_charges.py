@@ -356,3 +356,9 @@ def test_a_replayed_refund_event_changes_nothing_twice(client, fake_stripe, char
     }
     assert after["stripe_response"]["amount_refunded"] == 250
     assert before["amount_refunded"] == 250 and len(sends) == 1 and stripe_calls.writes() == []
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

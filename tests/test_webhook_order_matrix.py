@@ -679,3 +679,9 @@ def test_every_event_again_after_the_last_changes_nothing(client, stripe, scenar
     actual.parses = expected.parses
     assert_same(expected, actual, events + events)
     assert_only_reads(stripe_calls)
+
+
+@pytest.fixture(autouse=True)
+def _on_the_charges_api(charges_api: None) -> None:
+    """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
+    need it); tests/test_payment_intents.py covers the default, PaymentIntents."""

@@ -95,7 +95,7 @@ class StripeRefundInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = readonly_fields = ("stripe_refund_id", "failure_code", "amount_display", "created")
+    fields = readonly_fields = ("stripe_refund_id", "status", "failure_code", "amount_display", "created")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -108,20 +108,33 @@ class StripeRefundInline(admin.TabularInline):
 @admin.register(StripeCharge)
 class StripeChargeAdmin(StripeModelAdmin):
     list_display = (
-        "id user_display amount_display refunded_display description is_charged is_refunded "
+        "id user_display amount_display refunded_display description status is_charged is_refunded "
         "charge_attempt_failed is_manual_charge stripe_charge_id created"
     ).split()
-    list_filter = ("is_charged", "is_refunded", "charge_attempt_failed", "is_manual_charge", CURRENCY_FILTER)
+    list_filter = (
+        "status",
+        "is_charged",
+        "is_refunded",
+        "charge_attempt_failed",
+        "is_manual_charge",
+        CURRENCY_FILTER,
+    )
     list_select_related = ("user",)
-    search_fields = (*user_search_fields(), "=stripe_charge_id", "=stripe_refund_id", "description")
+    search_fields = (
+        *user_search_fields(),
+        "=stripe_charge_id",
+        "=payment_intent_id",
+        "=stripe_refund_id",
+        "description",
+    )
     search_fields += ("comment", "=customer__stripe_customer_id")
     date_hierarchy = "created"
     raw_id_fields = ("user",)
     autocomplete_fields = ("customer",)
     readonly_fields = (
-        "uuid stripe_charge_id is_charged charge_attempt_failed amount_refunded is_refunded "
-        "stripe_refund_id attempt attempt_started_at created updated stripe_response_display "
-        "operations_link"
+        "uuid status stripe_charge_id payment_intent_id payment_method failure_code decline_code "
+        "is_charged charge_attempt_failed amount_refunded is_refunded stripe_refund_id attempt "
+        "attempt_started_at action_requested_for created updated stripe_response_display operations_link"
     ).split()
     # what Stripe charged cannot be changed afterwards; comment and the source object stay editable
     locked_fields = ("user", "customer", "amount", "currency", "description", "statement_descriptor")

@@ -117,13 +117,17 @@ def record_charge(operation: StripeOperation, outcome: Outcome, target: StripeCh
         error = outcome.error
         if outcome.succeeded and not charge.is_charged:  # money taken is recorded, whichever attempt
             charge.is_charged, charge.charge_attempt_failed = True, False
+            charge.status, charge.failure_code, charge.decline_code = StripeCharge.SUCCEEDED, "", ""
             charge.stripe_charge_id = outcome.result["id"]
             charge.stripe_response = outcome.result
             signals.append(lambda: stripe_charge_succeeded.send(sender=StripeCharge, instance=charge))
         elif outcome.state == StripeOperation.REFUSED and current and not charge.is_charged:
             # Declined, or parameters Stripe refused: retrying the same request can never succeed.
-            charge.charge_attempt_failed = True
+            charge.charge_attempt_failed, charge.status = True, StripeCharge.FAILED
             charge.stripe_response = getattr(error, "json_body", None) or {}
+            details = charge.stripe_response.get("error") or {}
+            charge.failure_code = details.get("code") or operation.error_code or "refused"
+            charge.decline_code = details.get("decline_code") or ""
             if isinstance(error, StripeCardError):
                 charge.stripe_charge_id = (charge.stripe_response.get("error") or {}).get("charge") or ""
                 signals.append(
@@ -182,6 +186,7 @@ def record_refund(operation: StripeOperation, outcome: Outcome, target: StripeCh
                     amount=amount,
                     currency=charge.currency,
                     stripe_refund_id=refund["id"],
+                    status=refund.get("status") or "succeeded",
                     stripe_response=refund,
                 )
                 charge.amount_refunded += amount
@@ -196,6 +201,7 @@ def record_refund(operation: StripeOperation, outcome: Outcome, target: StripeCh
                 amount=amount,
                 currency=charge.currency,
                 stripe_refund_id=None,
+                status="failed",
                 failure_code=operation.error_code or "refused",
                 stripe_response=getattr(error, "json_body", None) or {},
             )

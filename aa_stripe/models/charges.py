@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from aa_stripe import stripe_api
 from aa_stripe.conf import default_currency, stripe_settings
 from aa_stripe.currencies import validate_currency
 from aa_stripe.exceptions import (
@@ -21,6 +22,7 @@ from aa_stripe.exceptions import (
     StripeInternalError,
     StripeInvalidInput,
     StripeMethodNotAllowed,
+    StripeNoActiveCustomer,
 )
 from aa_stripe.guard import library_atomic
 from aa_stripe.operations import journal
@@ -32,11 +34,21 @@ from aa_stripe.validators import (
     validate_amount_for_currency,
     validate_statement_descriptor,
     validate_statement_descriptor_field,
+    validate_statement_descriptor_suffix,
     validate_stripe_currency,
 )
 
 from .base import USER_MODEL, StripeBasicModel, lock_for_update
 from .customers import StripeCustomer
+
+#: the journal kinds that send a charge: the Charges API, and PaymentIntents
+CHARGE_KINDS = ("charge", "payment_intent")
+
+
+def uses_charges_api() -> bool:
+    """``STRIPE_CHARGE_API = "charges"``: charge with the Charges API, as aa-stripe did."""
+    return stripe_settings.CHARGE_API == "charges"
+
 
 logger = logging.getLogger("aa_stripe")
 
@@ -48,6 +60,31 @@ class StripeCharge(StripeBasicModel):
     their own. Do not call them inside an outer ``transaction.atomic()`` that may roll back:
     Stripe would have acted while our record of it is rolled back.
     """
+
+    PENDING = "pending"
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    CANCELED = "canceled"
+    FAILED = "failed"
+    STATUSES = [
+        (PENDING, _("pending")),
+        (REQUIRES_PAYMENT_METHOD, _("requires payment method")),
+        (REQUIRES_CONFIRMATION, _("requires confirmation")),
+        (REQUIRES_ACTION, _("requires action")),
+        (PROCESSING, _("processing")),
+        (REQUIRES_CAPTURE, _("requires capture")),
+        (SUCCEEDED, _("succeeded")),
+        (CANCELED, _("canceled")),
+        (FAILED, _("failed")),
+    ]
+    #: the payment waits for the customer (on-session): never retried off-session by charge_stripe
+    WAITING = (REQUIRES_PAYMENT_METHOD, REQUIRES_CONFIRMATION, REQUIRES_ACTION)
+    #: statuses charge_stripe leaves alone (waiting, in progress at Stripe, or ended)
+    NOT_TO_SEND = (*WAITING, PROCESSING, REQUIRES_CAPTURE, CANCELED)
 
     user = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="stripe_charges")
     customer = models.ForeignKey(StripeCustomer, on_delete=models.SET_NULL, null=True, blank=True)
@@ -73,6 +110,27 @@ class StripeCharge(StripeBasicModel):
         null=True, blank=True, help_text=_("First time the current attempt was sent to Stripe.")
     )
     stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    status = models.CharField(
+        max_length=32,
+        choices=STATUSES,
+        default=PENDING,
+        help_text=_("The PaymentIntent's status; pending: not sent yet; failed: declined, nothing waits."),
+    )
+    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    payment_method = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text=_("The payment method the last attempt used (pm_... or card_...)."),
+    )
+    failure_code = models.CharField(max_length=255, blank=True, help_text=_("Why the last attempt failed."))
+    decline_code = models.CharField(
+        max_length=255, blank=True, help_text=_("The bank's reason, for declines.")
+    )
+    action_requested_for = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text=_("The PaymentIntent stripe_charge_requires_action was sent for (sent once per intent)."),
+    )
     pending_refund_amount = models.BigIntegerField(
         null=True, blank=True, help_text=_("A refund whose outcome Stripe did not confirm yet (lost answer).")
     )
@@ -111,7 +169,10 @@ class StripeCharge(StripeBasicModel):
 
     @property
     def idempotency_key(self) -> str:
-        return f"charge:{self.uuid}:{self.attempt}"
+        """The current attempt's key: ``payment_intent:<uuid>:<attempt>`` (or ``charge:...`` with
+        ``STRIPE_CHARGE_API = "charges"``; Stripe refuses one key on two endpoints)."""
+        prefix = "charge" if uses_charges_api() else "payment_intent"
+        return f"{prefix}:{self.uuid}:{self.attempt}"
 
     def charge(self, idempotency_key: str | None = None, payment_uuid: Any = None) -> dict[str, Any] | None:
         """Charge the user's customer; returns Stripe's charge, or None when the card was declined.
@@ -164,12 +225,14 @@ class StripeCharge(StripeBasicModel):
         # Planning an attempt sets attempt_started_at in the same transaction: without it, no
         # operation of this row can be unfinished (one query less on the happy path).
         unfinished = (
-            StripeOperation.unresolved_for(self).filter(kind="charge").first()
+            StripeOperation.unresolved_for(self).filter(kind__in=CHARGE_KINDS).first()
             if self.attempt_started_at is not None
             else None
         )
         if unfinished is not None:
-            return unfinished  # (one migrated from an older version is completed before it is sent)
+            # Finished where it was planned (an attempt planned on /v1/charges before an upgrade
+            # finishes there); one migrated from an older version is completed before it is sent.
+            return unfinished
         customer = self.check_chargeable()
         # Only a row planned before can have used this attempt's key (charge_attempt_failed reset
         # by hand): a row's first charge skips the key check, one query less on the happy path.
@@ -179,13 +242,22 @@ class StripeCharge(StripeBasicModel):
             self.charge_attempt_failed = False
         self.customer = customer
         self.attempt_started_at = timezone.now()
-        self.save(update_fields=["customer", "attempt", "charge_attempt_failed", "attempt_started_at"])
+        self.status = self.PENDING
+        self.save(
+            update_fields=["customer", "attempt", "charge_attempt_failed", "attempt_started_at", "status"]
+        )
+        if uses_charges_api():
+            kind, service, params = "charge", "charges", self._charge_params(customer, payment_uuid)
+        else:
+            metadata = self._charge_params(customer, payment_uuid)["metadata"]
+            kind, service = payment_intent_operations.KIND, "payment_intents"
+            params = payment_intent_operations.charge_params(self, customer, metadata)
         return journal.plan(
             self,
-            kind="charge",
-            service="charges",
+            kind=kind,
+            service=service,
             method="create",
-            params=self._charge_params(customer, payment_uuid),
+            params=params,
             key=self.idempotency_key,
             fresh_key=planned_before,  # a new request under a used key gets a key of its own
         )
@@ -201,11 +273,22 @@ class StripeCharge(StripeBasicModel):
         """
         if self.is_charged:
             raise StripeMethodNotAllowed("Already charged.")
+        if self.status in self.WAITING:
+            raise StripeMethodNotAllowed(
+                "This payment waits for the customer (authentication): they pay on-session (payStripeCharge)."
+            )
+        if self.status == self.CANCELED:
+            raise StripeMethodNotAllowed("This payment was canceled.")
+        if self.status in (self.PROCESSING, self.REQUIRES_CAPTURE):
+            raise StripeMethodNotAllowed("This payment is being processed by Stripe.")
         if not self.outcome_unknown:
             # An attempt whose answer was lost is re-sent exactly as it went (same key): Stripe
             # replays what it did; checking it now could strand a charge Stripe already made.
             self.validate_for_stripe()
-        return StripeCustomer.get_customer_to_charge(self.user_id, preferred=self.customer)
+        customer = StripeCustomer.get_customer_to_charge(self.user_id, preferred=self.customer)
+        if not uses_charges_api() and not customer.default_payment_method_id and not self.outcome_unknown:
+            raise StripeNoActiveCustomer("The user's customer has no default payment method.")
+        return customer
 
     def clean(self) -> None:
         """Checks the field validators cannot make alone: the amount in its currency (maximum, step)."""
@@ -215,7 +298,47 @@ class StripeCharge(StripeBasicModel):
     @property
     def outcome_unknown(self) -> bool:
         """True while the current attempt was sent but Stripe's answer never arrived."""
-        return self.attempt_started_at is not None and not self.is_charged and not self.charge_attempt_failed
+        return (
+            self.attempt_started_at is not None
+            and not self.is_charged
+            and not self.charge_attempt_failed
+            and self.status == self.PENDING
+        )
+
+    @property
+    def waits_for_customer(self) -> bool:
+        """The payment waits for the customer to pay on-session (3-D Secure, another card)."""
+        return not self.is_charged and (
+            self.status in self.WAITING or (self.status == self.FAILED and bool(self.payment_intent_id))
+        )
+
+    def client_secret_for_owner(self) -> str | None:
+        """The PaymentIntent's client secret while the customer has something to do, else None.
+
+        Read from Stripe (never stored); hand it only to the charge's own user: it lets its holder
+        confirm the payment with the publishable key."""
+        if not self.payment_intent_id or not self.waits_for_customer:
+            return None
+        secret = getattr(self, "_client_secret", None)
+        if secret is None:
+            secret = stripe_api.call("payment_intents", "retrieve", self.payment_intent_id).get(
+                "client_secret"
+            )
+            self._client_secret = secret
+        return secret
+
+    def refresh_from_stripe(self) -> dict[str, Any] | None:
+        """Read the PaymentIntent and record what became of it (after stripe.js finished on-session);
+        returns the intent, or None for a charge without one."""
+        return payment_intent_operations.refresh(self)
+
+    def pay_on_session(self, payment_method: Any = None) -> StripeCharge:
+        """Prepare the owner's on-session payment of this unpaid charge (it waits for authentication,
+        or was declined): returns the charge, whose :meth:`client_secret_for_owner` stripe.js
+        confirms (``confirmCardPayment``/``handleNextAction``). ``payment_method`` (a
+        :class:`StripePaymentMethod` of the same customer) is the one to pay with; by default the one
+        the last attempt used. A charge paid, canceled, or not yet sent: :class:`StripeMethodNotAllowed`."""
+        return payment_intent_operations.pay_on_session(self, payment_method)
 
     def validate_for_stripe(self) -> None:
         """Raise :class:`StripeInvalidInput` when Stripe would refuse the amount, currency or
@@ -232,6 +355,13 @@ class StripeCharge(StripeBasicModel):
             ("amount", lambda: clean_amount(self.amount, self.currency)),
             ("statement_descriptor", lambda: validate_statement_descriptor(self.statement_descriptor)),
         ]
+        if not uses_charges_api():
+            checks.append(
+                (
+                    "statement_descriptor",
+                    lambda: validate_statement_descriptor_suffix(self.statement_descriptor),
+                )
+            )
         errors: list[tuple[str, ValidationError]] = []
         for field, check in checks:
             try:
@@ -382,6 +512,11 @@ class StripeRefund(StripeBasicModel):
     failure_code = models.CharField(
         max_length=255, blank=True, help_text=_("Why Stripe refused this refund; empty when it was made.")
     )
+    status = models.CharField(
+        max_length=32,
+        default="succeeded",
+        help_text=_("Stripe's status of the refund (pending, requires_action, succeeded, failed, canceled)."),
+    )
 
     class Meta:
         ordering = ["id"]
@@ -389,3 +524,7 @@ class StripeRefund(StripeBasicModel):
     def __str__(self) -> str:
         made = self.stripe_refund_id or f"refused ({self.failure_code})"
         return f"{made}: {self.amount} {self.currency.upper()}"
+
+
+# The journal's PaymentIntent kind; imported last, as it needs the model.
+from . import payment_intent_operations  # noqa: E402

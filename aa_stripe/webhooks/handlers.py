@@ -20,8 +20,10 @@ from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
+    StripeRefund,
     StripeSubscription,
     StripeWebhook,
+    payment_intent_operations,
 )
 from aa_stripe.models.base import timestamp_to_datetime
 from aa_stripe.models.charge_operations import close_charge_operations
@@ -148,6 +150,10 @@ def _locked_charge(data: dict[str, Any]) -> StripeCharge | None:
     charge = rows.filter(stripe_charge_id=data["id"]).first() if data.get("id") else None
     if charge is not None:
         return charge
+    intent = data.get("payment_intent")
+    intent = intent.get("id") if isinstance(intent, dict) else intent
+    if intent:  # a PaymentIntent's charge: the row of that intent
+        return rows.filter(payment_intent_id=intent).first()
     charge_uuid = (data.get("metadata") or {}).get("charge_uuid")
     try:
         charge_uuid = uuid.UUID(str(charge_uuid)) if charge_uuid else None
@@ -195,11 +201,16 @@ def _apply_outcome(charge: StripeCharge, data: dict[str, Any]) -> list[Callable[
         return []
     if data.get("status") == "succeeded":
         charge.is_charged, charge.charge_attempt_failed = True, False
+        charge.status, charge.failure_code, charge.decline_code = StripeCharge.SUCCEEDED, "", ""
         charge.stripe_charge_id, charge.stripe_response = data["id"], data
         close_charge_operations(charge, data)
         return [lambda: stripe_charge_succeeded.send(sender=StripeCharge, instance=charge)]
+    if data.get("payment_intent"):
+        return []  # a PaymentIntent's failed charge: its intent says whether the payment waits or failed
     if data.get("status") == "failed" and not charge.charge_attempt_failed:
-        charge.charge_attempt_failed = True
+        charge.charge_attempt_failed, charge.status = True, StripeCharge.FAILED
+        charge.failure_code = data.get("failure_code") or ""
+        charge.decline_code = (data.get("outcome") or {}).get("reason") or ""
         charge.stripe_charge_id, charge.stripe_response = data["id"], data
         close_charge_operations(charge, data)
         error = StripeCardError(
@@ -277,3 +288,96 @@ def subscription_changed(webhook: StripeWebhook) -> None:
     ):
         data = {**data, "ended_at": int(webhook.event_created.timestamp()) if webhook.event_created else None}
     subscription.set_stripe_data(data)
+
+
+# --- PaymentIntents -----------------------------------------------------------------------------
+
+
+@register_webhook_handler(
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.requires_action",
+    "payment_intent.processing",
+    "payment_intent.canceled",
+)
+def payment_intent_changed(webhook: StripeWebhook) -> None:
+    """The outcome of a charge paid through a PaymentIntent, whichever of the API answer, this event
+    or ``charge.succeeded`` arrives first (the first records it, signals once). Intents the library
+    did not create are stored and ignored."""
+    data = webhook.data_object
+    if not data.get("id"):
+        return
+    charge = StripeCharge.objects.select_for_update().filter(payment_intent_id=data["id"]).first()
+    if charge is None:
+        charge_uuid = (data.get("metadata") or {}).get("charge_uuid")
+        try:
+            charge_uuid = uuid.UUID(str(charge_uuid)) if charge_uuid else None
+        except ValueError:
+            return
+        charge = (
+            StripeCharge.objects.select_for_update().filter(uuid=charge_uuid).first() if charge_uuid else None
+        )
+    if charge is None or not payment_intent_operations.is_ours(charge, data):
+        return
+    change = incoming(webhook, charge, "payment_intents")
+    if change is None or change.deleted:
+        charge.save(update_fields=["last_event_at"])
+        return
+    signals = payment_intent_operations.apply_intent(charge, change.data)
+    payment_intent_operations.close_operations(charge, change.data)
+    charge.save()
+    for send in signals:
+        transaction.on_commit(send, robust=True)
+
+
+# --- refunds ------------------------------------------------------------------------------------
+
+#: refund statuses that gave no money back
+_NOT_REFUNDED = ("failed", "canceled")
+
+
+@register_webhook_handler("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
+def refund_changed(webhook: StripeWebhook) -> None:
+    """One refund of a charge (of either kind): its row follows Stripe's status; a refund that fails
+    after it was counted gives its amount back to the charge; a refund made elsewhere (the dashboard)
+    is recorded and announced. Refunds of charges the library does not know are ignored."""
+    data = webhook.data_object
+    if not data.get("id"):
+        return
+    charge_id, intent_id = _stripe_id(data.get("charge")), _stripe_id(data.get("payment_intent"))
+    rows = StripeCharge.objects.select_for_update()
+    charge = rows.filter(stripe_charge_id=charge_id).first() if charge_id else None
+    if charge is None and intent_id:
+        charge = rows.filter(payment_intent_id=intent_id).first()
+    if charge is None:
+        return
+    status = data.get("status") or ""
+    refunded_now = status not in _NOT_REFUNDED
+    refund = charge.refunds.filter(stripe_refund_id=data["id"]).first()
+    signals: list[Callable[[], Any]] = []
+    if refund is None:
+        refund = StripeRefund(
+            charge=charge, amount=data.get("amount") or 0, currency=data.get("currency") or charge.currency
+        )
+        refund.stripe_refund_id = data["id"]
+        if refunded_now:
+            charge.amount_refunded += refund.amount
+            charge.is_refunded = charge.amount_refunded >= (charge.amount or 0)
+            charge.stripe_refund_id = data["id"]
+            signals.append(lambda: stripe_charge_refunded.send(sender=StripeCharge, instance=charge))
+    elif refund.status in _NOT_REFUNDED:
+        return  # failed or canceled is final at Stripe
+    elif not refunded_now:
+        charge.amount_refunded = max(charge.amount_refunded - refund.amount, 0)
+        charge.is_refunded = charge.amount_refunded >= (charge.amount or 0)
+    refund.status = status or refund.status
+    refund.failure_code = data.get("failure_reason") or ("refund_" + status if not refunded_now else "")
+    refund.stripe_response = data
+    refund.save()
+    charge.save()
+    for send in signals:
+        transaction.on_commit(send, robust=True)
+
+
+def _stripe_id(value: Any) -> str:
+    return (value.get("id") if isinstance(value, dict) else value) or ""

@@ -41,14 +41,17 @@ def _sending_now() -> QuerySet[StripeOperation]:
 
 
 def queue() -> QuerySet[StripeCharge]:
-    """The rows ``charge_stripe`` takes: not charged, not failed, not manual; oldest first.
+    """The rows ``charge_stripe`` takes: not charged, not failed, not manual, not waiting for the
+    customer (3-D Secure: never retried off-session) nor canceled; oldest first.
 
     Whether a row can be sent now is :meth:`StripeCharge.check_chargeable`'s to say (input Stripe
     would refuse, no active customer), for the real run and ``--dry-run`` alike.
     """
-    return StripeCharge.objects.filter(
-        is_charged=False, charge_attempt_failed=False, is_manual_charge=False
-    ).order_by("pk")
+    return (
+        StripeCharge.objects.filter(is_charged=False, charge_attempt_failed=False, is_manual_charge=False)
+        .exclude(status__in=StripeCharge.NOT_TO_SEND)
+        .order_by("pk")
+    )
 
 
 def positive_int(value: str) -> int:

@@ -469,6 +469,7 @@ Refund.__init__ = _refund_init_current
 from aa_stripe.testing.fakestripe import catalog  # noqa: E402, F401
 
 from aa_stripe.testing.fakestripe import intents  # noqa: E402, F401  # isort: skip
+from aa_stripe.testing.fakestripe import payment_intents  # noqa: E402, F401  # isort: skip
 
 
 # --- Serving -------------------------------------------------------------------------------------
