@@ -50,3 +50,34 @@ class StripeCouponDuration(graphene.Enum):
             "once": "The first invoice is discounted.",
             "repeating": "Invoices of durationInMonths months are discounted.",
         }[self.value]
+
+
+class StripePaymentStatus(graphene.Enum):
+    """Where a charge's payment stands: its PaymentIntent's status, plus PENDING and FAILED of ours."""
+
+    PENDING = "pending"
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+    @property
+    def description(self) -> str:
+        return {
+            "pending": "Not sent to Stripe yet (or sent and its answer not known yet).",
+            "requires_payment_method": "Waits for the customer to pay on-session (payStripeCharge): the bank "
+            "asked for authentication off-session (failureCode authentication_required), or another "
+            "payment method is needed.",
+            "requires_confirmation": "Waits for the customer to confirm the payment on-session (stripe.js).",
+            "requires_action": "Waits for the customer to authenticate (3-D Secure) on-session (stripe.js).",
+            "processing": "Stripe is processing the payment; the outcome comes later.",
+            "requires_capture": "Authorized; the money is taken once the payment is captured.",
+            "succeeded": "Paid: Stripe took the money.",
+            "canceled": "Canceled; it can no longer be paid.",
+            "failed": "The last attempt was declined (failureCode and declineCode say why); nothing is "
+            "retried off-session, the owner may pay it on-session (payStripeCharge).",
+        }[self.value]

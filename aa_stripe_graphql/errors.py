@@ -28,6 +28,7 @@ class StripeErrorCode(graphene.Enum):
     STRIPE_API_ERROR = "stripe_api_error"
     IN_PROGRESS = "in_progress"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    AUTHENTICATION_REQUIRED = "authentication_required"
 
     @property
     def description(self) -> str:
@@ -42,6 +43,8 @@ class StripeErrorCode(graphene.Enum):
             "stripe_api_error": "Stripe could not be reached or failed; the outcome may be unknown.",
             "in_progress": "A write for this object (or with this idempotencyKey) is in flight; try again.",
             "idempotency_key_reused": "This idempotencyKey was used before with another input.",
+            "authentication_required": "The payment waits for the customer (3-D Secure, or another card): "
+            "the payload still returns the object; its owner pays on-session with its clientSecret.",
         }[self.value]
 
 

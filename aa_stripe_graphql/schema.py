@@ -9,7 +9,7 @@ from __future__ import annotations
 import graphene
 
 from .mutations.catalog import CreateStripePrice, CreateStripeProduct
-from .mutations.charges import CreateStripeCharge, RefundStripeCharge
+from .mutations.charges import CreateStripeCharge, PayStripeCharge, RefreshStripeCharge, RefundStripeCharge
 from .mutations.coupons import CreateStripeCoupon, DeleteStripeCoupon, UpdateStripeCoupon
 from .mutations.customers import AddStripeCustomerSource, CreateStripeCustomer
 from .mutations.payment_methods import (
@@ -50,6 +50,8 @@ class StripeMutation(graphene.ObjectType):
     detach_stripe_payment_method = DetachStripePaymentMethod.Field(
         description=DetachStripePaymentMethod.__doc__
     )
+    pay_stripe_charge = PayStripeCharge.Field(description=PayStripeCharge.__doc__)
+    refresh_stripe_charge = RefreshStripeCharge.Field(description=RefreshStripeCharge.__doc__)
 
 
 schema = graphene.Schema(query=StripeQuery, mutation=StripeMutation)

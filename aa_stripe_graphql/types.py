@@ -21,12 +21,13 @@ from aa_stripe.models import (
     StripeCoupon,
     StripeCustomer,
     StripePaymentMethod,
+    StripeRefund,
     StripeSetupIntent,
     StripeSubscription,
     StripeSubscriptionPlan,
 )
 
-from .enums import StripeCouponDuration, StripePlanInterval, StripeSubscriptionStatus
+from .enums import StripeCouponDuration, StripePaymentStatus, StripePlanInterval, StripeSubscriptionStatus
 from .errors import logger, masked
 from .permissions import has_perm, owned_or_all, require_perm, require_signed_in, stripe_user
 
@@ -285,6 +286,40 @@ class StripeCustomerType(StripeNode):
         return visible
 
 
+class StripeRefundType(graphene.ObjectType):
+    """Seen only on its charge, by whoever may see the charge."""
+
+    stripe_refund_id = graphene.String(
+        description="Stripe's id of the refund (re_...); null for a refund Stripe refused (failureCode)."
+    )
+    amount = graphene.Int(required=True, description="Refunded, in the currency's minor unit.")
+    status = graphene.String(
+        required=True,
+        description="Stripe's status, lower-case as Stripe says it: pending, requires_action, succeeded, "
+        "failed or canceled (failed and canceled gave no money back).",
+    )
+    failure_code = graphene.String(
+        description="Why Stripe refused or failed the refund; null for a refund that was made."
+    )
+    created = graphene.DateTime(required=True, description="When the refund was saved here.")
+
+    class Meta:
+        name = "StripeRefund"
+        description = "One refund of a charge (a charge may have several partial refunds)."
+
+    @staticmethod
+    def resolve_stripe_refund_id(root: StripeRefund, info: Any) -> str | None:
+        return root.stripe_refund_id or None
+
+    @staticmethod
+    def resolve_failure_code(root: StripeRefund, info: Any) -> str | None:
+        return root.failure_code or None
+
+
+#: The fields of a charge whose values come from other tables (prefetched for a whole page).
+_REFUND_FIELDS = (("refunds",),)
+
+
 class StripeChargeType(StripeNode):
     amount = graphene.Int(description="In the currency's minor unit (cents for USD).")
     amount_refunded = graphene.Int(required=True, description="Refunded so far, in the minor unit.")
@@ -299,6 +334,36 @@ class StripeChargeType(StripeNode):
     customer = graphene.Field(
         StripeCustomerType,
         description="The customer charged: yours, or any with aa_stripe.view_stripecustomer; else null.",
+    )
+    status = graphene.Field(
+        StripePaymentStatus,
+        required=True,
+        description="Where the payment stands: the PaymentIntent's status, PENDING (not sent yet) or FAILED "
+        "(the last attempt was declined).",
+    )
+    payment_intent_id = graphene.String(
+        description="Stripe's id of the PaymentIntent (pi_...); null before it is sent, and for charges "
+        "made with the Charges API."
+    )
+    payment_method = graphene.String(
+        description="Stripe's id of the payment method the last attempt used (pm_... or card_...): stripe.js "
+        "needs it to retry on-session. The customer's: yours, or any with aa_stripe.view_stripecustomer; "
+        "else null."
+    )
+    failure_code = graphene.String(
+        description="Why the last attempt failed (Stripe's error code, e.g. card_declined or "
+        "authentication_required); null otherwise."
+    )
+    decline_code = graphene.String(description="The bank's reason for a decline (e.g. insufficient_funds).")
+    refunds = graphene.List(
+        graphene.NonNull(StripeRefundType),
+        required=True,
+        description="The charge's refunds, oldest first (refused ones too).",
+    )
+    client_secret = graphene.String(
+        description="For stripe.js (confirmCardPayment/handleNextAction) while the payment waits for the "
+        "customer, and only to the charge's own user; null otherwise (staff included). Never stored "
+        "here: read from Stripe when asked for."
     )
     created = graphene.DateTime(required=True, description="When the charge was saved here.")
     updated = graphene.DateTime(required=True, description="When the charge last changed here.")
@@ -337,12 +402,64 @@ class StripeChargeType(StripeNode):
     def resolve_stripe_charge_id(root: StripeCharge, info: Any) -> str | None:
         return root.stripe_charge_id or None
 
+    @staticmethod
+    def resolve_status(root: StripeCharge, info: Any) -> str:
+        return root.status or StripeCharge.PENDING
+
+    @staticmethod
+    def resolve_payment_intent_id(root: StripeCharge, info: Any) -> str | None:
+        return root.payment_intent_id or None
+
+    @staticmethod
+    @masked
+    def resolve_payment_method(root: StripeCharge, info: Any) -> str | None:
+        """The customer's card: shown as ``customer`` is (not to staff with view_stripecharge alone)."""
+        if not root.payment_method:
+            return None
+        owner = stripe_user(info.context)
+        if owner is not None and owner.pk is not None and root.user_id == owner.pk:
+            return root.payment_method
+        return root.payment_method if has_perm(info.context, "view_stripecustomer") else None
+
+    @staticmethod
+    def resolve_failure_code(root: StripeCharge, info: Any) -> str | None:
+        return root.failure_code or None
+
+    @staticmethod
+    def resolve_decline_code(root: StripeCharge, info: Any) -> str | None:
+        return root.decline_code or None
+
+    @staticmethod
+    @masked
+    def resolve_refunds(root: StripeCharge, info: Any) -> list[StripeRefund]:
+        return list(root.refunds.all())  # prefetched for a page (get_queryset)
+
+    @staticmethod
+    @masked
+    def resolve_client_secret(root: StripeCharge, info: Any) -> str | None:
+        """The owner's only (the Stripe user of the request), never staff's: it lets its holder pay."""
+        owner = stripe_user(info.context)
+        if owner is None or owner.pk is None or root.user_id != owner.pk:
+            return None
+        try:
+            return root.client_secret_for_owner()
+        except AaStripeError as err:  # Stripe failed: the owner asks again (refreshStripeCharge)
+            logger.warning(
+                "Client secret of PaymentIntent %s not read from Stripe: %s: %s",
+                root.payment_intent_id,
+                type(err).__name__,
+                err.message,
+            )
+            return None
+
     @classmethod
     @masked
     def get_queryset(cls, queryset: Any, info: Any) -> Any:
         visible = owned_or_all(info, queryset, "view_stripecharge").select_related("customer")
         if _asks_for(info, *(("customer", *path) for path in _PAYMENT_METHOD_FIELDS)):
             visible = visible.prefetch_related("customer__payment_methods")
+        if _asks_for(info, *_REFUND_FIELDS):
+            visible = visible.prefetch_related("refunds")
         return visible
 
 

@@ -44,6 +44,7 @@ from aa_stripe.models import (
 )
 from aa_stripe_graphql.schema import schema
 from tests.graphql_helpers import make_coupons, make_plans
+from tests.test_payment_intents import ALWAYS_ASKS, attached_card
 
 pytestmark = pytest.mark.django_db
 
@@ -109,6 +110,7 @@ NOT_FOUND = {
     "subscription": Refused("NOT_FOUND", "subscription"),
     "paymentMethod": Refused("NOT_FOUND", "paymentMethod"),
     "setupIntent": Refused("NOT_FOUND", "setupIntent"),
+    "charge": Refused("NOT_FOUND", "charge"),
 }
 PAYMENT_METHODS = ("owner.payment_method", "other.payment_method")
 #: The operations whose world has cards saved with SetupIntents (``build_world(payment_methods=True)``).
@@ -120,6 +122,11 @@ NEEDS_PAYMENT_METHODS = frozenset(
         "detachStripePaymentMethod",
     }
 )
+#: The operations whose world has a charge of each user that waits for its owner (the bank asked for
+#: authentication off-session: ``build_world(waiting_charges=True)``).
+NEEDS_WAITING_CHARGES = frozenset({"payStripeCharge"})
+#: Mutations that a second role may rightly do to the same object (not a replay of the first call).
+SAME_OBJECT_FOR_OTHERS = frozenset({"refreshStripeCharge"})
 STAFF_ONLY = {"anonymous": DENIED, "owner": DENIED, "other": DENIED, "staff": DENIED}
 
 # What "staff_perm" (dave) holds in each row; "staff" (carol) is staff with no permission at all.
@@ -156,6 +163,8 @@ STAFF_PERMISSIONS = {
     "completeStripeSetupIntent": ("view_stripecustomer", "change_stripesetupintent"),
     "setDefaultStripePaymentMethod": ("view_stripecustomer", "change_stripepaymentmethod"),
     "detachStripePaymentMethod": ("view_stripecustomer", "delete_stripepaymentmethod"),
+    "payStripeCharge": ("view_stripecharge", "change_stripecharge"),
+    "refreshStripeCharge": ("view_stripecharge",),
 }
 
 # operation -> role -> outcome. Lists and node(id) ask for both users' rows; a charge shows its
@@ -305,6 +314,21 @@ MATRIX: dict[str, dict[str, Any]] = {
         "staff": NOT_FOUND["paymentMethod"],
         "staff_perm": NOT_FOUND["paymentMethod"],
     },
+    # --- paying one's own charge on-session (Strong Customer Authentication) ---
+    "payStripeCharge": {  # the owner's charge that waits for authentication: its client secret
+        "anonymous": DENIED,
+        "owner": Ok("owner.waiting_charge", "owner.customer"),
+        "other": NOT_FOUND["charge"],
+        "staff": NOT_FOUND["charge"],
+        "staff_perm": NOT_FOUND["charge"],  # sees it (view_stripecharge), may not pay it
+    },
+    "refreshStripeCharge": {  # reads the owner's PaymentIntent; the owner or staff who may see it
+        "anonymous": DENIED,
+        "owner": Ok("owner.charge", "owner.customer"),
+        "other": NOT_FOUND["charge"],
+        "staff": NOT_FOUND["charge"],
+        "staff_perm": Ok("owner.charge", "owner.comment"),  # customer hidden: no view_stripecustomer
+    },
     # --- staff mutations ---
     "createStripeCharge": {**STAFF_ONLY, "staff_perm": Ok()},  # charges the owner; customer hidden
     "refundStripeCharge": {**STAFF_ONLY, "staff_perm": Ok("owner.charge")},  # comment hidden
@@ -366,9 +390,13 @@ def _confirmed_setup_intent(customer: StripeCustomer, number: str) -> StripeSetu
     return intent
 
 
-def build_world(fake_stripe: Any, codenames: tuple[str, ...], payment_methods: bool = False) -> World:
+def build_world(
+    fake_stripe: Any, codenames: tuple[str, ...], payment_methods: bool = False, waiting_charges: bool = False
+) -> World:
     """``payment_methods``: each customer also has a card saved with a SetupIntent and a confirmed
-    SetupIntent not completed yet (only the cells that need them: they cost six calls to Stripe)."""
+    SetupIntent not completed yet (only the cells that need them: they cost six calls to Stripe).
+    ``waiting_charges``: each user also has a charge that waits for authentication (a card that always
+    asks becomes the customer's default after the first charge)."""
     users = {role: _user(role, codenames if role == "staff_perm" else ()) for role in USERNAMES}
     plan = StripeSubscriptionPlan.objects.create(name="Gold", amount=5000, interval="month")
     plan.create_at_stripe()
@@ -413,7 +441,9 @@ def build_world(fake_stripe: Any, codenames: tuple[str, ...], payment_methods: b
                 f"{role}.customer": Item(
                     "StripeCustomer", _gid(customer), (customer.stripe_customer_id, customer.default_source)
                 ),
-                f"{role}.charge": Item("StripeCharge", _gid(charge), (charge.stripe_charge_id,)),
+                f"{role}.charge": Item(
+                    "StripeCharge", _gid(charge), (charge.stripe_charge_id, charge.payment_intent_id)
+                ),
                 f"{role}.comment": Item("comment", None, (charge.comment,)),
                 f"{role}.subscription": Item(
                     "StripeSubscription", _gid(subscription), (subscription.stripe_subscription_id,)
@@ -436,6 +466,16 @@ def build_world(fake_stripe: Any, codenames: tuple[str, ...], payment_methods: b
                     ),
                 }
             )
+        if waiting_charges:
+            method = attached_card(fake_stripe, customer, ALWAYS_ASKS)
+            waiting = StripeCharge.objects.create(user=user, amount=2000, description="Order 3-D Secure")
+            assert waiting.charge() is None
+            waiting.refresh_from_db()
+            assert waiting.status == StripeCharge.REQUIRES_PAYMENT_METHOD, waiting.status
+            world.rows[f"{role}.waiting_charge"] = waiting
+            # its intent's id is the start of its client secret
+            markers = (waiting.payment_intent_id, method)
+            world.items[f"{role}.waiting_charge"] = Item("StripeCharge", _gid(waiting), markers)
     return world
 
 
@@ -456,7 +496,10 @@ def _gid(row: Any) -> str:
 # --- the requests -----------------------------------------------------------------------------
 
 CUSTOMER = "id stripeCustomerId defaultSource isActive"
-CHARGE = f"id stripeChargeId amount amountRefunded isCharged comment customer {{ {CUSTOMER} }}"
+CHARGE = (
+    "id stripeChargeId amount amountRefunded isCharged status paymentIntentId paymentMethod clientSecret "
+    f"refunds {{ stripeRefundId amount }} comment customer {{ {CUSTOMER} }}"
+)
 SUBSCRIPTION = "id stripeSubscriptionId status atPeriodEnd plan { id stripePlanId } coupon { id couponId }"
 PLAN = "id stripePlanId name isCreatedAtStripe"
 COUPON = "id couponId isDeleted"
@@ -517,6 +560,8 @@ PAYLOADS = {
     "completeStripeSetupIntent": f"customer {{ {CUSTOMER} }} paymentMethod {{ {PAYMENT_METHOD} }}",
     "setDefaultStripePaymentMethod": f"customer {{ {CUSTOMER} }} paymentMethod {{ {PAYMENT_METHOD} }}",
     "detachStripePaymentMethod": f"customer {{ {CUSTOMER} }}",
+    "payStripeCharge": f"charge {{ {CHARGE} }}",
+    "refreshStripeCharge": f"charge {{ {CHARGE} }}",
 }
 
 
@@ -560,6 +605,8 @@ def mutation_input(operation: str, world: World, fake_stripe: Any) -> dict[str, 
         },
         "setDefaultStripePaymentMethod": lambda: {"paymentMethod": world.gid("owner.payment_method")},
         "detachStripePaymentMethod": lambda: {"paymentMethod": world.gid("owner.payment_method")},
+        "payStripeCharge": lambda: {"charge": world.gid("owner.waiting_charge")},
+        "refreshStripeCharge": lambda: {"charge": world.gid("owner.charge")},
     }
     return {**inputs[operation](), "clientMutationId": "authz"}
 
@@ -828,8 +875,11 @@ def effect_create_charge(cell: Cell) -> None:
     payload = cell.payload["charge"]
     assert payload["id"] == _gid(charge) and payload["stripeChargeId"] == charge.stripe_charge_id
     assert payload["comment"] is None and payload["customer"] is None  # dave has no view permission
-    assert cell.calls() == [("POST", "/v1/charges")]
+    assert payload["paymentMethod"] is None and payload["clientSecret"] is None  # the owner's card
+    assert (payload["status"], payload["paymentIntentId"]) == ("SUCCEEDED", charge.payment_intent_id)
+    assert cell.calls() == [("POST", "/v1/payment_intents")]  # off-session, with the owner's default card
     assert cell.stripe[0].params["customer"] == owner_customer.stripe_customer_id
+    assert cell.stripe[0].params["payment_method"] == owner_customer.default_source
 
 
 def effect_refund(cell: Cell) -> None:
@@ -980,6 +1030,37 @@ def effect_detach_payment_method(cell: Cell) -> None:
     assert cell.calls() == [("POST", f"/v1/payment_methods/{method.stripe_payment_method_id}/detach")]
 
 
+def effect_pay_charge(cell: Cell) -> None:
+    charge = cell.world.rows["owner.waiting_charge"]
+    assert cell.diff == Diff([], [], [])  # it waits as it did: the customer confirms it with stripe.js
+    payload = cell.payload["charge"]
+    assert (payload["id"], payload["status"], payload["isCharged"]) == (
+        _gid(charge),
+        "REQUIRES_PAYMENT_METHOD",
+        False,
+    )
+    assert payload["paymentIntentId"] == charge.payment_intent_id
+    assert payload["paymentMethod"] == charge.payment_method
+    assert payload["clientSecret"].startswith(f"{charge.payment_intent_id}_secret_")
+    assert cell.calls() == [("GET", f"/v1/payment_intents/{charge.payment_intent_id}")]
+
+
+def effect_refresh_charge(cell: Cell) -> None:
+    charge = cell.world.rows["owner.charge"]
+    assert (cell.diff.created, cell.diff.deleted) == ([], [])
+    assert set(cell.diff.changed) <= {("StripeCharge", charge.pk)}  # what Stripe says, rewritten
+    after = StripeCharge.objects.get(pk=charge.pk)
+    assert (after.is_charged, after.status, after.amount_refunded) == (True, "succeeded", 0)
+    payload = cell.payload["charge"]
+    assert (payload["id"], payload["status"], payload["isCharged"], payload["clientSecret"]) == (
+        _gid(charge),
+        "SUCCEEDED",
+        True,
+        None,
+    )
+    assert cell.calls() == [("GET", f"/v1/payment_intents/{charge.payment_intent_id}")]
+
+
 EFFECTS = {
     "createStripeCustomer": effect_create_customer,
     "addStripeCustomerSource": effect_add_source,
@@ -997,6 +1078,8 @@ EFFECTS = {
     "completeStripeSetupIntent": effect_complete_setup_intent,
     "setDefaultStripePaymentMethod": effect_set_default_payment_method,
     "detachStripePaymentMethod": effect_detach_payment_method,
+    "payStripeCharge": effect_pay_charge,
+    "refreshStripeCharge": effect_refresh_charge,
 }
 
 
@@ -1045,7 +1128,12 @@ CELLS = [
 
 @pytest.mark.parametrize(("operation", "role"), CELLS)
 def test_matrix_cell(fake_stripe, operation, role):
-    world = build_world(fake_stripe, STAFF_PERMISSIONS[operation], operation in NEEDS_PAYMENT_METHODS)
+    world = build_world(
+        fake_stripe,
+        STAFF_PERMISSIONS[operation],
+        operation in NEEDS_PAYMENT_METHODS,
+        operation in NEEDS_WAITING_CHARGES,
+    )
     query, variables = request_for(operation, world, fake_stripe)
     before = snapshot()
     fake_stripe.proxy.reset()  # forget the world's calls (tokens are made directly, never recorded)
@@ -1084,7 +1172,12 @@ def _first_ok_role(operation: str) -> str:
 def test_a_key_never_replays_one_users_payload_to_another(fake_stripe, operation):
     """The first allowed caller acts with a key; every other role sending the same key and input
     gets what its own rights give it (denied, refused, or its own work), never the first payload."""
-    world = build_world(fake_stripe, STAFF_PERMISSIONS[operation], operation in NEEDS_PAYMENT_METHODS)
+    world = build_world(
+        fake_stripe,
+        STAFF_PERMISSIONS[operation],
+        operation in NEEDS_PAYMENT_METHODS,
+        operation in NEEDS_WAITING_CHARGES,
+    )
     query, variables = request_for(operation, world, fake_stripe)
     variables["input"]["idempotencyKey"] = "shared-key"
     actor = _first_ok_role(operation)
@@ -1096,6 +1189,7 @@ def test_a_key_never_replays_one_users_payload_to_another(fake_stripe, operation
     for role in ROLES:
         if role == actor:
             continue
+        sent_before = len(fake_stripe.proxy.requests)
         status, text, _sql = send(role, world, query, variables)
         assert status == 200, text
         body = json.loads(text)
@@ -1104,4 +1198,8 @@ def test_a_key_never_replays_one_users_payload_to_another(fake_stripe, operation
             assert answer is None and body["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED", text
             continue
         assert answer != first, (role, text)
+        if operation in SAME_OBJECT_FOR_OTHERS and isinstance(MATRIX[operation][role], Ok):
+            # the same object, by its own right: read from Stripe again, not the first call's replay
+            assert answer["errors"] == [] and len(fake_stripe.proxy.requests) > sent_before, (role, text)
+            continue
         assert not [gid for gid in made if gid in text], (role, text)  # none of the first's objects

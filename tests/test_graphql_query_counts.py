@@ -164,3 +164,59 @@ def test_pages_with_payment_methods_take_the_same_queries(client, field, as_owne
         assert all(c["defaultPaymentMethod"]["isDefault"] for c in customers)
         counts.append(len(captured))
     assert counts == [EXPECTED + 1] * 2, counts
+
+
+# --- charges on PaymentIntents: their status and refunds --------------------------------------
+
+REFUND = "stripeRefundId amount status failureCode created"
+CHARGES_WITH_REFUNDS = (
+    "query($n: Int) { stripeCharges(first: $n) { edges { node { id status paymentIntentId paymentMethod "
+    f"failureCode declineCode clientSecret refunds {{ {REFUND} }} }} }} }} }}"
+)
+
+
+def charges_with_refunds(user, count):
+    """``count`` paid charges, each refunded twice (one refund Stripe refused)."""
+    from aa_stripe.models import StripeCharge, StripeRefund
+
+    charges = gh.make_charges(
+        user, None, count, is_charged=True, status=StripeCharge.SUCCEEDED, payment_method="pm_card"
+    )
+    refunds = []
+    for charge in charges:
+        StripeCharge.objects.filter(pk=charge.pk).update(payment_intent_id=f"pi_{charge.pk}")
+        refunds.append(
+            StripeRefund(charge=charge, amount=100, currency="usd", stripe_refund_id=f"re_{charge.pk}")
+        )
+        refunds.append(
+            StripeRefund(charge=charge, amount=50, currency="usd", status="failed", failure_code="refused")
+        )
+    StripeRefund.objects.bulk_create(refunds)
+
+
+@pytest.mark.parametrize("as_owner", [False, True], ids=["staff", "owner"])
+def test_charge_pages_with_their_refunds_take_the_same_queries(client, as_owner):
+    """A charge's refunds: the page's refunds in one more query; the status fields and the client
+    secret (null: nothing waits for the customer) cost none, and no call to Stripe."""
+    owner = gh.make_user("owner")
+    charges_with_refunds(owner, 100)
+    client.force_login(owner if as_owner else gh.make_viewer("staff"))
+    counts = []
+    for size in (10, 100):
+        with CaptureQueriesContext(connection) as captured:
+            body = gh.gql(client, CHARGES_WITH_REFUNDS, {"n": size})
+        assert "errors" not in body, body
+        nodes = [edge["node"] for edge in body["data"]["stripeCharges"]["edges"]]
+        assert len(nodes) == size
+        assert {(n["status"], n["paymentMethod"], n["clientSecret"]) for n in nodes} == {
+            ("SUCCEEDED", "pm_card", None)
+        }
+        assert all(n["paymentIntentId"].startswith("pi_") for n in nodes)
+        assert all(
+            [(r["amount"], r["status"], r["failureCode"]) for r in n["refunds"]]
+            == [(100, "succeeded", None), (50, "failed", "refused")]
+            for n in nodes
+        )
+        assert all(n["refunds"][1]["stripeRefundId"] is None for n in nodes)
+        counts.append(len(captured))
+    assert counts == [EXPECTED + 1] * 2, counts

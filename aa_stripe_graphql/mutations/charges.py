@@ -1,9 +1,12 @@
-"""Charges (staff): charge a user's card, refund a charge.
+"""Charges: charge a user's card and refund a charge (staff); pay one's own charge on-session and
+read its outcome (the owner, after stripe.js).
 
 A charge that Stripe declined, refused or did not answer keeps its row (GRAPHQL.md): the payload
 returns it with the error. A row whose outcome is unknown is retried safely later (same
 idempotency key) by the ``charge_stripe`` command; a refund whose outcome is unknown is replayed by
-asking for it again.
+asking for it again. A charge whose bank asks the customer to authenticate (Strong Customer
+Authentication) waits for them: ``payStripeCharge`` hands its owner the client secret stripe.js
+confirms, ``refreshStripeCharge`` records the outcome.
 """
 
 from __future__ import annotations
@@ -24,12 +27,21 @@ from aa_stripe.exceptions import (
 from aa_stripe.models import StripeCharge, StripeCustomer
 from aa_stripe.validators import clean_amount
 
-from ..errors import StripeErrorCode, error_from_exception
-from ..permissions import require_perm
+from ..errors import StripeErrorCode, error_from_exception, stripe_error
+from ..permissions import require_perm, require_signed_in
 from ..types import StripeChargeType
-from .base import StripeMutation, UserError, clean, object_from_global_id, with_error
+from .base import (
+    StripeMutation,
+    UserError,
+    clean,
+    object_from_global_id,
+    require_stripe_user,
+    with_error,
+)
+from .payment_methods import own_payment_method
 
 _CHARGE_INPUTS = ("user", "amount", "currency", "description", "comment", "statement_descriptor")
+_CHARGE = "charge"
 
 
 def _user(pk: str) -> Any:
@@ -52,14 +64,21 @@ def check_amount(amount: int, currency: str) -> None:
         raise UserError(StripeErrorCode.INVALID, " ".join(err.messages), "amount") from None
 
 
+#: What the AUTHENTICATION_REQUIRED error of a charge that waits for the customer says.
+AUTHENTICATION_MESSAGE = (
+    "The bank asks the customer to authenticate this payment: they pay it on-session (payStripeCharge)."
+)
+
+
 def _decline(charge: StripeCharge) -> dict[str, Any]:
-    """The CARD_DECLINED error of a charge ``charge()`` found declined (Stripe's error is kept on the row)."""
+    """The CARD_DECLINED error of a charge ``charge()`` found declined: Stripe's error (Charges API) or
+    the PaymentIntent's last payment error is kept on the row, its codes in failure_code/decline_code."""
     body = charge.stripe_response or {}
-    error = body.get("error") or {}
+    error = body.get("error") or body.get("last_payment_error") or {}
     declined = StripeCardError(
         error.get("message") or None,
-        code=error.get("code"),
-        decline_code=error.get("decline_code"),
+        code=charge.failure_code or error.get("code"),
+        decline_code=charge.decline_code or error.get("decline_code"),
         json_body=body,
     )
     return error_from_exception(declined)
@@ -68,6 +87,9 @@ def _decline(charge: StripeCharge) -> dict[str, Any]:
 def _charge_now(charge: StripeCharge) -> dict[str, Any]:
     try:
         if charge.charge() is None:
+            if charge.status in StripeCharge.WAITING:
+                error = stripe_error(StripeErrorCode.AUTHENTICATION_REQUIRED, AUTHENTICATION_MESSAGE)
+                return {"charge": charge, "errors": [error]}
             return {"charge": charge, "errors": [_decline(charge)]}
     except StripeMethodNotAllowed as err:
         # The row is committed, so the charge_stripe command may have charged it meanwhile: never
@@ -90,6 +112,9 @@ def _charge_now(charge: StripeCharge) -> dict[str, Any]:
 
 class CreateStripeCharge(StripeMutation):
     """Charge a user's card (staff with aa_stripe.add_stripecharge); declined charges keep their row."""
+
+    # Off-session: a card whose bank asks for authentication answers AUTHENTICATION_REQUIRED with the
+    # charge, which then waits for its owner (payStripeCharge); stripe_charge_requires_action is sent.
 
     class Input:
         user = graphene.ID(required=True, description="Primary key of the user to charge.")
@@ -165,3 +190,70 @@ def _check_refund(charge: StripeCharge, amount: int | None) -> None:
         raise UserError(StripeErrorCode.NOT_ALLOWED, "This charge is refunded in full already.", "charge")
     if amount is not None and amount > left:
         raise UserError(StripeErrorCode.INVALID, f"At most {left} is left to refund.", "amount")
+
+
+def _own_charge(info: Any, owner: Any, global_id: str) -> StripeCharge:
+    """The owner's charge behind ``global_id``, else NOT_FOUND on ``charge`` (staff who may see
+    others' charges do not pay them)."""
+    queryset = StripeCharge.objects.filter(user_id=owner.pk).select_related("customer")
+    return object_from_global_id(global_id, StripeChargeType, queryset, _CHARGE, info, visible_only=False)
+
+
+class PayStripeCharge(StripeMutation):
+    """Pay your own unpaid charge on-session: its clientSecret for stripe.js (confirmCardPayment)."""
+
+    # For a charge that waits for you (REQUIRES_ACTION, REQUIRES_PAYMENT_METHOD) or was declined
+    # (FAILED). A charge paid, canceled or not waiting is NOT_ALLOWED on charge. stripe.js confirms the
+    # payment (3-D Secure included); refreshStripeCharge then records the outcome (the webhook too).
+
+    class Input:
+        charge = graphene.ID(required=True, description="Global id of your StripeCharge.")
+        payment_method = graphene.ID(
+            description="Global id of your StripePaymentMethod to pay with; by default the one the last "
+            "attempt used."
+        )
+
+    charge = graphene.Field(
+        StripeChargeType, description="Your charge, with the clientSecret stripe.js confirms."
+    )
+
+    @classmethod
+    def perform(
+        cls, info: Any, charge: str, payment_method: str | None = None, **data: Any
+    ) -> dict[str, Any]:
+        owner = require_stripe_user(info)
+        found = _own_charge(info, owner, charge)
+        method = own_payment_method(info, owner, payment_method) if payment_method is not None else None
+        try:
+            paying = found.pay_on_session(method)
+        except StripeNoActiveCustomer as err:
+            field = "paymentMethod" if payment_method is not None else None
+            return {"errors": [error_from_exception(err, field)]}
+        except StripeMethodNotAllowed as err:  # paid, canceled, not waiting; or in progress elsewhere
+            return {"errors": [error_from_exception(err, _CHARGE)]}
+        except StripeAPIError as err:  # a new on-session attempt Stripe refused or did not answer
+            found.refresh_from_db()
+            return with_error("charge", found, err)
+        return {"charge": paying}
+
+
+class RefreshStripeCharge(StripeMutation):
+    """Read a charge's PaymentIntent and record its outcome (yours; any with aa_stripe.view_stripecharge)."""
+
+    # After stripe.js finished on-session; the webhook records the same later, once.
+
+    class Input:
+        charge = graphene.ID(required=True, description="Global id of the StripeCharge.")
+
+    charge = graphene.Field(StripeChargeType, description="The charge, as Stripe says it is now.")
+
+    @classmethod
+    def perform(cls, info: Any, charge: str, **data: Any) -> dict[str, Any]:
+        require_signed_in(info)
+        found = object_from_global_id(charge, StripeChargeType, StripeCharge.objects, _CHARGE, info)
+        try:
+            found.refresh_from_stripe()
+        except AaStripeError as err:
+            found.refresh_from_db()
+            return with_error("charge", found, err)
+        return {"charge": found}
