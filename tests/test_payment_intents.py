@@ -443,3 +443,61 @@ def test_the_statement_descriptor_is_checked_against_the_accounts_prefix(
     charge.save()
     charge.charge()
     assert creations(fake_stripe)[0].params["statement_descriptor_suffix"] == "ORDER 12345"
+
+
+def test_after_25_hours_a_lost_payment_is_found_not_made_again(fake_stripe, user, cardless, sent):
+    import time_machine
+
+    set_up_card(fake_stripe, cardless, PLAIN)
+    charge = new_charge(user)
+    fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/payment_intents")
+    with pytest.raises(StripeInternalError):
+        charge.charge()
+    fake_stripe.proxy.forget_keys()  # Stripe keeps keys 24 hours
+
+    with time_machine.travel(timezone.now() + timedelta(hours=25)):
+        charge.charge()
+
+    charge.refresh_from_db()
+    assert charge.is_charged and len(intents_at(fake_stripe)) == 1 and len(creations(fake_stripe)) == 1
+    assert sent["succeeded"] == 1
+
+
+def test_a_lost_decline_found_by_lookup_is_recorded_as_declined_once(fake_stripe, user, cardless, sent):
+    attached_card(fake_stripe, cardless, DECLINES)
+    charge = new_charge(user)
+    fake_stripe.proxy.inject("status_after", method="POST", path_prefix="/v1/payment_intents", status=500)
+    with pytest.raises(StripeInternalError):
+        charge.charge()
+
+    out = StringIO()
+    call_command("reconcile_stripe_operations", stdout=out, stderr=out)
+
+    charge.refresh_from_db()
+    assert (charge.charge_attempt_failed, charge.status, charge.failure_code) == (
+        True,
+        "failed",
+        "card_declined",
+    )
+    assert len(creations(fake_stripe)) == 1 and sent == {"succeeded": 0, "declined": 1, "requires_action": 0}
+
+
+def test_an_attempt_planned_on_the_charges_api_before_the_upgrade_finishes_there(
+    fake_stripe, user, customer, settings, sent
+):
+    settings.STRIPE_CHARGE_API = "charges"
+    charge = new_charge(user)
+    fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/charges")
+    with pytest.raises(StripeInternalError):
+        charge.charge()
+    settings.STRIPE_CHARGE_API = "payment_intents"  # the upgrade
+
+    charge.charge()
+
+    charge.refresh_from_db()
+    assert charge.is_charged and charge.stripe_charge_id.startswith("ch_") and not creations(fake_stripe)
+    assert [c.idempotency_key for c in fake_stripe.proxy.calls("POST", "/v1/charges")] == [
+        f"charge:{charge.uuid}:1",
+        f"charge:{charge.uuid}:1",
+    ]
+    assert sent["succeeded"] == 1
