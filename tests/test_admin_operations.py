@@ -98,12 +98,12 @@ def test_the_charge_page_links_to_its_operations_and_the_list_filters_on_them(
     assert listed.status_code == 200
     keys = {op.key for op in listed.context["cl"].result_list}
     assert keys == set(
-        StripeOperation.objects.filter(object_id=str(charge.pk), kind__in=["charge", "refund"]).values_list(
-            "key", flat=True
-        )
+        StripeOperation.objects.filter(
+            object_id=str(charge.pk), kind__in=["payment_intent", "refund"]
+        ).values_list("key", flat=True)
     )
     assert other.idempotency_key not in keys
-    searched = staff_client.get(url, {"q": charge.stripe_charge_id})
+    searched = staff_client.get(url, {"q": charge.payment_intent_id})  # what the operation made
     assert [op.key for op in searched.context["cl"].result_list] == [charge.idempotency_key]
     assert staff_client.get(reverse("admin:aa_stripe_stripeoperation_add")).status_code == 403
 
