@@ -167,7 +167,7 @@ def test_a_card_set_up_for_off_session_pays_without_asking(fake_stripe, user, ca
     assert charge.is_charged and sent == {"succeeded": 1, "declined": 0, "requires_action": 0}
 
 
-def test_a_declined_card_marks_the_attempt_failed_and_a_retry_is_a_new_intent(
+def test_a_declined_card_marks_the_attempt_failed_and_a_retry_confirms_the_same_intent(
     fake_stripe, user, cardless, sent
 ):
     attached_card(fake_stripe, cardless, DECLINES)
@@ -184,15 +184,44 @@ def test_a_declined_card_marks_the_attempt_failed_and_a_retry_is_a_new_intent(
     assert charge.decline_code and charge.payment_intent_id.startswith("pi_")
     assert sent == {"succeeded": 0, "declined": 1, "requires_action": 0}
 
-    assert charge.charge() is None  # deliberately again: attempt 2, a key of its own
+    assert charge.charge() is None  # deliberately again: attempt 2, a key of its own, the same intent
 
     charge.refresh_from_db()
-    assert charge.attempt == 2
-    assert [c.idempotency_key for c in creations(fake_stripe)] == [
-        f"payment_intent:{charge.uuid}:1",
-        f"payment_intent:{charge.uuid}:2",
-    ]
+    assert charge.attempt == 2 and len(intents_at(fake_stripe)) == 1
+    assert [c.idempotency_key for c in creations(fake_stripe)] == [f"payment_intent:{charge.uuid}:1"]
+    [confirm] = fake_stripe.proxy.calls("POST", f"/v1/payment_intents/{charge.payment_intent_id}/confirm")
+    assert confirm.idempotency_key == f"payment_intent:{charge.uuid}:2"
+    assert confirm.params["off_session"] == "true" and "metadata[operation]" not in confirm.params
     assert sent["declined"] == 2
+
+
+def test_a_retry_after_the_customer_paid_on_session_records_one_payment(fake_stripe, user, cardless, sent):
+    """Declined off-session; the customer pays the same intent on-session with another card while
+    the shop retries: one intent, paid once, recorded once."""
+    attached_card(fake_stripe, cardless, DECLINES)
+    charge = new_charge(user)
+    charge.charge()
+    charge.refresh_from_db()
+    secret = charge.pay_on_session().client_secret_for_owner()
+    good = card_payment_method(fake_stripe, PLAIN)
+    assert _post(
+        fake_stripe, f"/v1/payment_methods/{good}/attach", {"customer": cardless.stripe_customer_id}
+    ).ok
+    paid = _post(
+        fake_stripe,
+        f"/v1/payment_intents/{charge.payment_intent_id}/confirm",
+        {"payment_method": good, "client_secret": secret},
+    )
+    assert paid.ok and paid.json()["status"] == "succeeded", paid.text
+
+    result = charge.charge()  # the shop's retry, not knowing yet
+
+    charge.refresh_from_db()
+    assert charge.is_charged and result is not None
+    assert (
+        len(intents_at(fake_stripe)) == 1 and len(fake_stripe.get("/v1/charges")["data"]) == 2
+    )  # 1 declined
+    assert sent == {"succeeded": 1, "declined": 1, "requires_action": 0}
 
 
 # --- Strong Customer Authentication -----------------------------------------------------------------
@@ -396,19 +425,29 @@ def test_an_intent_stripe_cancels_ends_the_charge(client, fake_stripe, user, car
         charge.pay_on_session()
 
 
-def test_an_event_for_an_intent_we_never_created_is_stored_and_ignored(client, fake_stripe, user, cardless):
+def test_an_event_for_an_intent_we_never_created_is_stored_and_ignored(
+    client, fake_stripe, user, cardless, sent
+):
+    attached_card(fake_stripe, cardless, ALWAYS_ASKS)
+    charge = new_charge(user)
+    charge.charge()  # ours waits for the customer
+    charge.refresh_from_db()
+    before = StripeCharge.objects.filter(pk=charge.pk).values().get()
     foreign = {
-        "id": "pi_foreign",
+        "id": "pi_made_elsewhere",
         "object": "payment_intent",
         "status": "succeeded",
-        "metadata": {},
-        "amount": 5,
+        "amount": 1500,
+        "customer": cardless.stripe_customer_id,  # the same customer, made by another integration
+        "metadata": {"charge_uuid": "not-a-uuid", "attempt": "1"},
+        "latest_charge": "ch_elsewhere",
     }
     with TestCase.captureOnCommitCallbacks(execute=True):
         response = post_webhook(client, make_event("payment_intent.succeeded", foreign))
 
     assert response.status_code == 200 and response.json()["status"] == "parsed"
-    assert not StripeCharge.objects.filter(is_charged=True).exists()
+    assert StripeCharge.objects.filter(pk=charge.pk).values().get() == before
+    assert sent["succeeded"] == 0
 
 
 # --- refunds ----------------------------------------------------------------------------------------
@@ -501,3 +540,139 @@ def test_an_attempt_planned_on_the_charges_api_before_the_upgrade_finishes_there
         f"charge:{charge.uuid}:1",
     ]
     assert sent["succeeded"] == 1
+
+
+def _paid(fake_stripe: Any, user: Any, cardless: StripeCustomer) -> StripeCharge:
+    set_up_card(fake_stripe, cardless, PLAIN)
+    charge = new_charge(user, amount=1000)
+    charge.charge()
+    charge.refresh_from_db()
+    return charge
+
+
+def _deliver(client: Any, event_type: str, data: dict[str, Any], created: int) -> None:
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = post_webhook(client, make_event(event_type, data, created=created))
+    assert response.status_code == 200 and response.json()["status"] == "parsed", response.content
+
+
+def test_a_dashboard_refund_told_by_charge_refunded_then_refund_created_counts_once(
+    client, fake_stripe, user, cardless
+):
+    from aa_stripe.signals import stripe_charge_refunded
+
+    charge = _paid(fake_stripe, user, cardless)
+    refunded: list[Any] = []
+    stripe_charge_refunded.connect(receiver := lambda sender, **kw: refunded.append(kw), weak=False)
+    now = int(timezone.now().timestamp())
+    stripe_charge = {
+        "id": charge.stripe_charge_id,
+        "object": "charge",
+        "status": "succeeded",
+        "amount": 1000,
+        "amount_refunded": 300,
+        "refunded": False,
+        "payment_intent": charge.payment_intent_id,
+    }
+    refund = {
+        "id": "re_dashboard",
+        "object": "refund",
+        "amount": 300,
+        "status": "succeeded",
+        "charge": charge.stripe_charge_id,
+        "payment_intent": charge.payment_intent_id,
+        "currency": "usd",
+    }
+    try:
+        _deliver(client, "charge.refunded", stripe_charge, now)
+        _deliver(client, "refund.created", refund, now + 1)
+    finally:
+        stripe_charge_refunded.disconnect(receiver)
+
+    charge.refresh_from_db()
+    assert charge.amount_refunded == 300 and len(refunded) == 1
+    assert list(charge.refunds.values_list("stripe_refund_id", "status")) == [("re_dashboard", "succeeded")]
+
+
+def test_a_refund_that_failed_is_not_brought_back_by_an_older_charge_event(
+    client, fake_stripe, user, cardless
+):
+    charge = _paid(fake_stripe, user, cardless)
+    now = int(timezone.now().timestamp())
+    refund = {
+        "id": "re_later_fails",
+        "object": "refund",
+        "amount": 500,
+        "status": "succeeded",
+        "charge": charge.stripe_charge_id,
+        "currency": "usd",
+    }
+    older_charge = {
+        "id": charge.stripe_charge_id,
+        "object": "charge",
+        "status": "succeeded",
+        "amount": 1000,
+        "amount_refunded": 500,
+        "refunded": False,
+        "payment_intent": charge.payment_intent_id,
+    }
+    _deliver(client, "refund.created", refund, now)
+    _deliver(
+        client,
+        "refund.failed",
+        {**refund, "status": "failed", "failure_reason": "expired_or_canceled_card"},
+        now + 5,
+    )
+    _deliver(client, "charge.refunded", older_charge, now + 1)  # delayed: from before the failure
+
+    charge.refresh_from_db()
+    assert (charge.amount_refunded, charge.is_refunded) == (0, False)
+    assert charge.refunds.get().failure_code == "expired_or_canceled_card"
+    charge.refund(1000)  # the customer is still owed it: refunding is allowed again
+
+
+def test_no_client_secret_reaches_signal_receivers_or_closed_operations(fake_stripe, user, cardless):
+    from aa_stripe.models import payment_intent_operations
+
+    attached_card(fake_stripe, cardless, DECLINES)
+    charge = new_charge(user)
+    bodies: list[Any] = []
+    stripe_charge_card_exception.connect(
+        receiver := lambda sender, exception, **kw: bodies.append(exception.json_body), weak=False
+    )
+    try:
+        charge.charge()
+    finally:
+        stripe_charge_card_exception.disconnect(receiver)
+    charge.refresh_from_db()
+    intent = fake_stripe.get(f"/v1/payment_intents/{charge.payment_intent_id}")
+    secret = intent["client_secret"]
+
+    assert bodies and secret not in str(bodies)
+    # An operation closed by an event or a refresh (a queryset update, past the model's save):
+    operation = StripeOperation.objects.get(kind="payment_intent")
+    StripeOperation.objects.filter(pk=operation.pk).update(state=StripeOperation.UNKNOWN)
+    payment_intent_operations.close_operations(charge, intent)
+    operation.refresh_from_db()
+    assert operation.state == StripeOperation.REFUSED and secret not in str(operation.result)
+
+
+def test_charge_stripe_reports_paid_waiting_and_declined_rows(fake_stripe, user, other_user, cardless):
+    set_up_card(fake_stripe, cardless, PLAIN)
+    paid = new_charge(user)
+    asks = StripeCustomer.get_or_create_for_user(other_user)
+    attached_card(fake_stripe, asks, ALWAYS_ASKS)
+    waiting = new_charge(other_user)
+    out = StringIO()
+
+    call_command("charge_stripe", "--verbosity", "2", stdout=out, stderr=out)
+
+    paid.refresh_from_db()
+    waiting.refresh_from_db()
+    text = out.getvalue()
+    assert f"charged {paid.stripe_charge_id}" in text
+    assert "waits for the customer (requires_payment_method, authentication_required)" in text
+    assert (
+        "charge_stripe: 1 charged, 0 declined, 0 left for retry, 0 errors, 1 waiting for the customer" in text
+    )
+    assert (paid.is_charged, waiting.is_charged, waiting.charge_attempt_failed) == (True, False, False)

@@ -42,7 +42,7 @@ from .base import USER_MODEL, StripeBasicModel, lock_for_update
 from .customers import StripeCustomer
 
 #: the journal kinds that send a charge: the Charges API, and PaymentIntents
-CHARGE_KINDS = ("charge", "payment_intent")
+CHARGE_KINDS = ("charge", "payment_intent", "payment_intent_confirm")
 
 
 def uses_charges_api() -> bool:
@@ -209,9 +209,20 @@ class StripeCharge(StripeBasicModel):
         """Claim, send and record a planned charge (:meth:`plan_charge`); what :meth:`charge` returns."""
         outcome = journal.execute(operation, target=self)
         if outcome.succeeded:
-            return outcome.result
-        if isinstance(outcome.error, StripeCardError):
-            return None
+            if operation.kind == "charge":
+                return outcome.result
+            # A PaymentIntent answered: paid only when it succeeded (it may wait for the customer,
+            # or be processing), as recorded on the row.
+            self.refresh_from_db(fields=["is_charged", "status", "charge_attempt_failed", "stripe_charge_id"])
+            return outcome.result if self.is_charged else None
+        if isinstance(outcome.error, StripeCardError) or (
+            outcome.state == StripeOperation.REFUSED and operation.kind != "charge"
+        ):
+            self.refresh_from_db(fields=["is_charged", "status", "charge_attempt_failed", "stripe_charge_id"])
+            if self.is_charged:  # e.g. a retry refused because the customer had paid it meanwhile
+                return payment_intent_operations.intent_of_error(outcome.result) or outcome.result
+            if self.charge_attempt_failed or self.status in self.WAITING:
+                return None
         raise outcome.error or StripeInternalError()
 
     def plan_charge(self, payment_uuid: Any = None) -> StripeOperation:
@@ -248,6 +259,10 @@ class StripeCharge(StripeBasicModel):
         )
         if uses_charges_api():
             kind, service, params = "charge", "charges", self._charge_params(customer, payment_uuid)
+        elif self.payment_intent_id:
+            # A retry of a declined payment confirms the same PaymentIntent again: one intent per
+            # charge, so the customer (who may confirm it on-session meanwhile) can never pay twice.
+            return payment_intent_operations.plan_confirm(self, customer, fresh_key=planned_before)
         else:
             metadata = self._charge_params(customer, payment_uuid)["metadata"]
             kind, service = payment_intent_operations.KIND, "payment_intents"

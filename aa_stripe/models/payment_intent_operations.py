@@ -28,6 +28,7 @@ from aa_stripe.guard import library_atomic
 from aa_stripe.operations import journal
 from aa_stripe.operations.journal import Outcome
 from aa_stripe.operations.record import StripeOperation
+from aa_stripe.redaction import redact_secrets
 from aa_stripe.signals import (
     stripe_charge_card_exception,
     stripe_charge_requires_action,
@@ -71,6 +72,18 @@ def card_error_of(intent: dict[str, Any]) -> StripeCardError:
     )
 
 
+def latest_charge_id(intent: dict[str, Any]) -> str:
+    """The intent's latest charge: ``latest_charge`` (API 2022-11-15 on), else the newest of the
+    older versions' ``charges.data``."""
+    latest = _id(intent.get("latest_charge"))
+    if latest:
+        return latest
+    charges = (intent.get("charges") or {}).get("data") if isinstance(intent.get("charges"), dict) else None
+    if charges:
+        return _id(max(charges, key=lambda c: c.get("created") or 0))
+    return ""
+
+
 def is_ours(charge: StripeCharge, intent: dict[str, Any]) -> bool:
     """Whether ``intent`` belongs to ``charge``: its id, or our uuid in its metadata."""
     if charge.payment_intent_id and charge.payment_intent_id == intent.get("id"):
@@ -87,10 +100,23 @@ def apply_intent(
     from .charges import StripeCharge
 
     attempt = (intent.get("metadata") or {}).get("attempt")
+    current_intent = not charge.payment_intent_id or charge.payment_intent_id == intent.get("id")
     if charge.is_charged:
+        if intent.get("status") == "succeeded" and not current_intent:
+            logger.error(
+                "StripeCharge #%s was paid by %s and also by PaymentIntent %s: refund one of them",
+                charge.pk,
+                charge.payment_intent_id or charge.stripe_charge_id,
+                intent.get("id"),
+            )
         return []
-    if attempt is not None and attempt != str(charge.attempt) and intent.get("status") != "succeeded":
-        return []  # an earlier attempt's news; a success of any attempt is money taken, recorded below
+    if (
+        not current_intent
+        and attempt is not None
+        and attempt != str(charge.attempt)
+        and intent.get("status") != "succeeded"
+    ):
+        return []  # an earlier intent's news; a success of any intent is money taken, recorded below
     status = intent.get("status") or ""
     signals: Signals = []
     charge.payment_intent_id = intent["id"]
@@ -102,7 +128,7 @@ def apply_intent(
         charge.is_charged, charge.charge_attempt_failed = True, False
         charge.status = StripeCharge.SUCCEEDED
         charge.failure_code = charge.decline_code = ""
-        charge.stripe_charge_id = _id(intent.get("latest_charge")) or charge.stripe_charge_id
+        charge.stripe_charge_id = latest_charge_id(intent) or charge.stripe_charge_id
         charge.stripe_response = intent
         signals.append(lambda: stripe_charge_succeeded.send(sender=StripeCharge, instance=charge))
         return signals
@@ -118,7 +144,7 @@ def apply_intent(
         if charge.status != StripeCharge.FAILED or not charge.charge_attempt_failed:
             charge.status, charge.charge_attempt_failed = StripeCharge.FAILED, True
             charge.stripe_charge_id = _id(last_error.get("charge")) or charge.stripe_charge_id
-            card_error = error or card_error_of(intent)
+            card_error = card_error_of(redact_secrets(intent))  # receivers may log or store its body
             signals.append(
                 lambda: stripe_charge_card_exception.send(
                     sender=StripeCharge, instance=charge, exception=card_error
@@ -209,7 +235,9 @@ def record(operation: StripeOperation, outcome: Outcome, target: StripeCharge | 
         lock_for_update(charge)
         if not journal.finish(operation, outcome):
             return  # taken over by another worker, or closed by a webhook: it recorded the outcome
-        current = (operation.params.get("metadata") or {}).get("attempt") == str(charge.attempt)
+        current = (operation.params.get("metadata") or {}).get("attempt") == str(charge.attempt) or (
+            operation.kind == CONFIRM_KIND and operation.key.split("~")[0].startswith(charge.idempotency_key)
+        )
         error = outcome.error
         body = getattr(error, "json_body", None) or {}
         if outcome.succeeded and outcome.result:
@@ -242,17 +270,62 @@ def close_operations(charge: StripeCharge, intent: dict[str, Any]) -> None:
     if not operation_id or intent.get("status") in ("requires_confirmation",):
         return
     refused = intent.get("status") == "requires_payment_method" and intent.get("last_payment_error")
+    stored = redact_secrets(intent)  # an update() skips the model's redaction
     StripeOperation.unresolved_for(charge).filter(kind=KIND, uuid=operation_id).update(
         state=StripeOperation.REFUSED if refused else StripeOperation.SUCCEEDED,
         lease_until=None,
         resolved_at=timezone.now(),
         stripe_id=intent["id"],
-        result={"error": {"payment_intent": intent}} if refused else intent,
+        result={"error": {"payment_intent": stored}} if refused else stored,
         updated=timezone.now(),
     )
 
 
+# --- a retry confirms the same intent again ------------------------------------------------------
+
+CONFIRM_KIND = "payment_intent_confirm"
+
+
+def plan_confirm(charge: StripeCharge, customer: Any, fresh_key: bool) -> StripeOperation:
+    """Attempt N+1 of a declined payment: ``payment_intents.confirm`` of the row's intent, off-session,
+    with the customer's default payment method (inside ``plan_charge``'s transaction)."""
+    operation = journal.plan(
+        charge,
+        kind=CONFIRM_KIND,
+        service="payment_intents",
+        method="confirm",
+        params={"payment_method": customer.default_payment_method_id, "off_session": True},
+        key=charge.idempotency_key,
+        ids=(charge.payment_intent_id,),
+        fresh_key=fresh_key,
+    )
+    # PaymentIntentConfirmParams take no metadata: the intent keeps the creation's.
+    operation.params = {name: value for name, value in operation.params.items() if name != "metadata"}
+    operation.save(update_fields=["params"])
+    return operation
+
+
+def lookup_confirm(operation: StripeOperation) -> Outcome | None:
+    """The intent itself: confirmed when it moved on from the declined charge the row recorded."""
+    from .charges import StripeCharge
+
+    intent = stripe_api.call("payment_intents", "retrieve", *operation.ids)
+    status = intent.get("status")
+    if status == "requires_payment_method":
+        declined_before = StripeCharge.objects.filter(pk=operation.object_id).values_list(
+            "stripe_charge_id", flat=True
+        )
+        if latest_charge_id(intent) in (*declined_before, ""):
+            return None  # not confirmed again yet: send it
+        error = card_error_of(intent)
+        return Outcome(StripeOperation.REFUSED, error.json_body, error)
+    if status == "requires_confirmation":
+        return None
+    return Outcome(StripeOperation.SUCCEEDED, intent)
+
+
 journal.register(KIND, lookup=lookup, record=record)
+journal.register(CONFIRM_KIND, lookup=lookup_confirm, record=record)
 
 
 # --- on-session: the owner pays, then the outcome is read -------------------------------------------

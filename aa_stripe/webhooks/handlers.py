@@ -354,6 +354,11 @@ def refund_changed(webhook: StripeWebhook) -> None:
     status = data.get("status") or ""
     refunded_now = status not in _NOT_REFUNDED
     refund = charge.refunds.filter(stripe_refund_id=data["id"]).first()
+    created = webhook.event_created
+    if created is not None and (charge.last_event_at is None or created > charge.last_event_at):
+        # A refund's news is the charge's news too: an older charge.refunded (its total from
+        # before a refund failed) must not undo it.
+        charge.last_event_at = created
     signals: list[Callable[[], Any]] = []
     if refund is None:
         refund = StripeRefund(
@@ -361,10 +366,15 @@ def refund_changed(webhook: StripeWebhook) -> None:
         )
         refund.stripe_refund_id = data["id"]
         if refunded_now:
-            charge.amount_refunded += refund.amount
-            charge.is_refunded = charge.amount_refunded >= (charge.amount or 0)
+            # Counted from the rows, never added on top: a charge.refunded applied before this event
+            # may have counted this very refund in the charge's total already.
+            counted = charge.refunds.exclude(status__in=_NOT_REFUNDED).values_list("amount", flat=True)
+            total = sum(counted) + refund.amount
+            if total > charge.amount_refunded:
+                charge.amount_refunded = total
+                charge.is_refunded = charge.amount_refunded >= (charge.amount or 0)
+                signals.append(lambda: stripe_charge_refunded.send(sender=StripeCharge, instance=charge))
             charge.stripe_refund_id = data["id"]
-            signals.append(lambda: stripe_charge_refunded.send(sender=StripeCharge, instance=charge))
     elif refund.status in _NOT_REFUNDED:
         return  # failed or canceled is final at Stripe
     elif not refunded_now:

@@ -105,6 +105,8 @@ class Command(StripeCommand):
         )
         if counts["skipped"]:
             summary += f", {counts['skipped']} charged meanwhile by another run or in progress there"
+        if counts["waiting"]:
+            summary += f", {counts['waiting']} waiting for the customer (authentication or processing)"
         if counts["invalid"]:
             summary += f", {counts['invalid']} not sent (invalid input)"
         if counts["retry"] or counts["error"] or counts["invalid"]:
@@ -160,8 +162,16 @@ class Command(StripeCommand):
 
     def _outcome_of_result(self, charge: StripeCharge, result: dict[str, Any] | None) -> str:
         label = self._label(charge)
+        if result is None and not charge.charge_attempt_failed and charge.status != StripeCharge.PENDING:
+            if self.verbosity >= 1:
+                self.stdout.write(
+                    f"{label}: waits for the customer ({charge.status}, {charge.failure_code or '-'})"
+                )
+            return "waiting"
         if result is None:
             error = (charge.stripe_response or {}).get("error") or {}
+            if charge.failure_code and not error:
+                error = {"message": f"{charge.failure_code} ({charge.decline_code or '-'})"}
             if self.verbosity >= 1:
                 self.stdout.write(f"{label}: declined: {error.get('message', 'declined')}")
             return "declined"
