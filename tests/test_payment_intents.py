@@ -283,10 +283,14 @@ def test_the_owner_pays_on_session_and_it_is_recorded_once(client, fake_stripe, 
     assert sent == {"succeeded": 1, "declined": 0, "requires_action": 1}
 
 
+@pytest.mark.parametrize(
+    ("number", "decline_code"),
+    [(ASKS_THEN_DECLINES, "insufficient_funds"), ("4000008400001629", "generic_decline")],
+)
 def test_an_on_session_attempt_the_bank_declines_ends_failed_with_its_decline_code(
-    fake_stripe, user, cardless, sent
+    fake_stripe, user, cardless, sent, number, decline_code
 ):
-    attached_card(fake_stripe, cardless, ASKS_THEN_DECLINES)
+    attached_card(fake_stripe, cardless, number)
     charge = new_charge(user)
     charge.charge()
     charge.refresh_from_db()
@@ -306,7 +310,7 @@ def test_an_on_session_attempt_the_bank_declines_ends_failed_with_its_decline_co
 
     charge.refresh_from_db()
     assert (charge.is_charged, charge.status, charge.charge_attempt_failed) == (False, "failed", True)
-    assert charge.decline_code == "insufficient_funds"
+    assert charge.decline_code == decline_code
     assert sent["declined"] == 1
 
 
