@@ -680,3 +680,35 @@ def test_charge_stripe_reports_paid_waiting_and_declined_rows(fake_stripe, user,
         "charge_stripe: 1 charged, 0 declined, 0 left for retry, 0 errors, 1 waiting for the customer" in text
     )
     assert (paid.is_charged, waiting.is_charged, waiting.charge_attempt_failed) == (True, False, False)
+
+
+def test_reconcile_reads_a_waiting_charge_the_customer_paid_without_us_hearing(
+    fake_stripe, user, cardless, sent
+):
+    """The customer paid on-session, and both the webhook and the front-end's refresh were lost."""
+    attached_card(fake_stripe, cardless, ALWAYS_ASKS)
+    charge = new_charge(user)
+    charge.charge()
+    charge.refresh_from_db()
+    secret = charge.pay_on_session().client_secret_for_owner()
+    _post(
+        fake_stripe,
+        f"/v1/payment_intents/{charge.payment_intent_id}/confirm",
+        {"payment_method": charge.payment_method, "client_secret": secret},
+    )
+    _post(
+        fake_stripe,
+        f"/v1/payment_intents/{charge.payment_intent_id}/_authenticate",
+        {"client_secret": secret, "success": "true"},
+    )
+    out = StringIO()
+    call_command("reconcile_stripe_operations", stdout=out, stderr=out)
+    charge.refresh_from_db()
+    assert not charge.is_charged  # read at most once an hour: it changed just now
+
+    StripeCharge.objects.filter(pk=charge.pk).update(updated=timezone.now() - timedelta(hours=2))
+    call_command("reconcile_stripe_operations", stdout=out, stderr=out)
+
+    charge.refresh_from_db()
+    assert charge.is_charged and sent["succeeded"] == 1
+    assert "1 charges waiting at Stripe read again, 1 found paid" in out.getvalue()

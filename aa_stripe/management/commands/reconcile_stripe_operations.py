@@ -16,13 +16,17 @@ from django.utils import timezone
 from aa_stripe.conf import stripe_settings
 from aa_stripe.exceptions import AaStripeError, StripeOperationInProgress
 from aa_stripe.management.base import StripeCommand
-from aa_stripe.models import StripeOperation
+from aa_stripe.models import StripeCharge, StripeOperation
 from aa_stripe.operations import journal
 
 logger = logging.getLogger("aa_stripe")
 
 #: at most this many operations are listed in the alert mail (all are counted)
 MAX_LISTED = 100
+#: charges waiting at Stripe are read again when unchanged this long, while younger than WAITING_READ_FOR
+WAITING_READ_EVERY = timedelta(hours=1)
+WAITING_READ_FOR = timedelta(days=7)
+WAITING_READ_LIMIT = 500
 
 
 def unfinished(now: Any = None) -> QuerySet[StripeOperation]:
@@ -43,7 +47,9 @@ class Command(StripeCommand):
         "when its key may be gone or a 5xx would be replayed, else sent again with the same key and "
         "parameters, and its outcome recorded on its row (signals included). Safe on several hosts "
         "at once (each operation is claimed). Exits non-zero when any stays unresolved, and mails "
-        "ADMINS about those unresolved longer than STRIPE_OPERATIONS_ALERT_AFTER seconds."
+        "ADMINS about those unresolved longer than STRIPE_OPERATIONS_ALERT_AFTER seconds. Also reads "
+        "again, once an hour for a week, PaymentIntent charges still waiting for the customer or "
+        "processing, in case their outcome's webhook was missed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -76,10 +82,37 @@ class Command(StripeCommand):
             f"{counts['unknown']} still unresolved, {counts['busy']} in progress elsewhere"
         )
         self._alert()
+        read, paid = self._read_waiting_charges()
+        if read and verbosity >= 1:
+            self.stdout.write(
+                f"reconcile_stripe_operations: {read} charges waiting at Stripe read again, {paid} found paid"
+            )
         if counts["unknown"]:
             raise CommandError(summary)
         if verbosity >= 1:
             self.stdout.write(summary)
+
+    def _read_waiting_charges(self) -> tuple[int, int]:
+        """PaymentIntent charges that wait for the customer or are processing, unchanged for an hour
+        and less than a week old: read from Stripe (at most once an hour each), in case both the
+        webhook and the front-end's refresh were missed while the customer paid."""
+        now = timezone.now()
+        waiting = StripeCharge.objects.filter(
+            is_charged=False,
+            status__in=(*StripeCharge.WAITING, StripeCharge.PROCESSING),
+            updated__lt=now - WAITING_READ_EVERY,
+            created__gt=now - WAITING_READ_FOR,
+        ).exclude(payment_intent_id="")
+        read = paid = 0
+        for charge in waiting.order_by("pk")[:WAITING_READ_LIMIT]:
+            try:
+                charge.refresh_from_stripe()
+            except AaStripeError as err:
+                self.stderr.write(f"charge #{charge.pk} ({charge.payment_intent_id}): {err.message}")
+                continue
+            read += 1
+            paid += charge.is_charged
+        return read, paid
 
     def _finish(self, operation: StripeOperation, verbosity: int) -> str:
         try:
