@@ -712,3 +712,24 @@ def test_reconcile_reads_a_waiting_charge_the_customer_paid_without_us_hearing(
     charge.refresh_from_db()
     assert charge.is_charged and sent["succeeded"] == 1
     assert "1 charges waiting at Stripe read again, 1 found paid" in out.getvalue()
+
+
+def test_a_late_failure_event_of_an_earlier_attempt_changes_nothing(
+    client, fake_stripe, user, cardless, sent
+):
+    attached_card(fake_stripe, cardless, DECLINES)
+    charge = new_charge(user)
+    charge.charge()  # attempt 1 declined: recorded from the API's answer
+    charge.refresh_from_db()
+    first_failure = fake_stripe.get(f"/v1/payment_intents/{charge.payment_intent_id}")
+    # Attempt 2 now waits for the customer (as a card asking for authentication would leave it).
+    StripeCharge.objects.filter(pk=charge.pk).update(
+        attempt=2, status=StripeCharge.REQUIRES_ACTION, charge_attempt_failed=False
+    )
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        post_webhook(client, make_event("payment_intent.payment_failed", first_failure))
+
+    charge.refresh_from_db()
+    assert (charge.status, charge.charge_attempt_failed) == ("requires_action", False)
+    assert sent["declined"] == 1  # the API answer's, not the event's again

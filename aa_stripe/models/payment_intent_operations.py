@@ -119,8 +119,11 @@ def apply_intent(
         return []  # an earlier intent's news; a success of any intent is money taken, recorded below
     status = intent.get("status") or ""
     signals: Signals = []
-    charge.payment_intent_id = intent["id"]
     last_error = intent.get("last_payment_error") or {}
+    failed_charge = _id(last_error.get("charge"))
+    if status == "requires_payment_method" and failed_charge and failed_charge == charge.stripe_charge_id:
+        return []  # a failure recorded before (a late event of an earlier attempt, or the same news again)
+    charge.payment_intent_id = intent["id"]
     method = _id(intent.get("payment_method")) or _id(last_error.get("payment_method"))
     if method:
         charge.payment_method = method
@@ -143,7 +146,7 @@ def apply_intent(
             return signals
         if charge.status != StripeCharge.FAILED or not charge.charge_attempt_failed:
             charge.status, charge.charge_attempt_failed = StripeCharge.FAILED, True
-            charge.stripe_charge_id = _id(last_error.get("charge")) or charge.stripe_charge_id
+            charge.stripe_charge_id = failed_charge or charge.stripe_charge_id
             card_error = card_error_of(redact_secrets(intent))  # receivers may log or store its body
             signals.append(
                 lambda: stripe_charge_card_exception.send(
