@@ -733,3 +733,52 @@ def test_a_late_failure_event_of_an_earlier_attempt_changes_nothing(
     charge.refresh_from_db()
     assert (charge.status, charge.charge_attempt_failed) == ("requires_action", False)
     assert sent["declined"] == 1  # the API answer's, not the event's again
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("requires_action", "succeeded"),
+        ("succeeded", "requires_action"),
+        ("payment_failed", "succeeded"),
+        ("succeeded", "payment_failed"),
+        ("succeeded", "succeeded"),
+    ],
+)
+def test_intent_events_in_any_order_end_as_stripe_ended(client, fake_stripe, user, cardless, sent, order):
+    """The intent asked for authentication (or was declined), then the customer paid: its events
+    arrive in any order, the API answer first; the row ends paid, each signal sent once."""
+    attached_card(fake_stripe, cardless, ALWAYS_ASKS)
+    charge = new_charge(user)
+    charge.charge()
+    charge.refresh_from_db()
+    waiting = fake_stripe.get(f"/v1/payment_intents/{charge.payment_intent_id}")
+    now = int(timezone.now().timestamp())
+    states = {
+        "requires_action": (now + 1, {**waiting, "status": "requires_action", "last_payment_error": None}),
+        "payment_failed": (now + 1, waiting),
+        "succeeded": (
+            now + 2,
+            {
+                **waiting,
+                "status": "succeeded",
+                "last_payment_error": None,
+                "latest_charge": "ch_paid_on_session",
+            },
+        ),
+    }
+
+    for name in order:
+        created, intent = states[name]
+        event_type = "payment_intent.succeeded" if name == "succeeded" else f"payment_intent.{name}"
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            response = post_webhook(client, make_event(event_type, intent, created=created))
+        assert response.status_code == 200 and response.json()["status"] == "parsed", response.content
+
+    charge.refresh_from_db()
+    assert (charge.is_charged, charge.status, charge.stripe_charge_id) == (
+        True,
+        "succeeded",
+        "ch_paid_on_session",
+    )
+    assert sent == {"succeeded": 1, "declined": 0, "requires_action": 1}
