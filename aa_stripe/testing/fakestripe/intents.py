@@ -31,6 +31,8 @@ from localstripe.resources import (
     try_convert_to_int,
 )
 
+from aa_stripe.testing.fakestripe.catalog import _created_tests
+
 
 def _refused(message: str, param: str | None = None, code: str | None = None, **more: Any) -> UserError:
     contents = {key: value for key, value in (("param", param), ("code", code)) if value}
@@ -465,14 +467,6 @@ _reroute("POST", "/v1/setup_intents/{id}/cancel", SetupIntent._api_cancel)
 # Stripe's GET /v1/setup_intents filters by `customer`, `payment_method` and `created` (a timestamp, or
 # gt/gte/lt/lte; SetupIntentListParams), newest first; localstripe takes no filter at all (400). The
 # library looks up a SetupIntent whose creation answer was lost among the customer's created since.
-_SETUP_INTENT_CREATED = {
-    "gt": lambda value, bound: value > bound,
-    "gte": lambda value, bound: value >= bound,
-    "lt": lambda value, bound: value < bound,
-    "lte": lambda value, bound: value <= bound,
-}
-
-
 @classmethod
 def _setup_intent_list_filtered(
     cls: type[SetupIntent],
@@ -486,13 +480,7 @@ def _setup_intent_list_filtered(
 ) -> List:
     if unknown:
         raise _unknown_parameter(unknown)
-    bounds = created if type(created) is dict else {} if created is None else {"eq": created}
-    tests = []
-    for name, bound in bounds.items():
-        number = try_convert_to_int(bound)
-        if type(number) is not int or (name != "eq" and name not in _SETUP_INTENT_CREATED):
-            raise _refused("Invalid created filter", param=f"created[{name}]")
-        tests.append((_SETUP_INTENT_CREATED.get(name, lambda value, bound: value == bound), number))
+    tests = _created_tests(created)
     listed = List(url, limit=limit, starting_after=starting_after)
     listed._list = sorted(
         (
@@ -501,7 +489,7 @@ def _setup_intent_list_filtered(
             if key.startswith("setup_intent:")
             and (customer is None or obj.customer == customer)
             and (payment_method is None or obj.payment_method == payment_method)
-            and all(test(obj.created, n) for test, n in tests)
+            and all(test(obj.created) for test in tests)
         ),
         key=lambda obj: obj.created,
         reverse=True,
