@@ -56,21 +56,23 @@ class StripeSubscriptionPlanAdmin(StripeModelAdmin):
 @admin.register(StripeSubscription)
 class StripeSubscriptionAdmin(StripeModelAdmin):
     list_display = (
-        "id user_display plan status stripe_subscription_id at_period_end end_date canceled_at created"
+        "id user_display plan price status stripe_subscription_id at_period_end end_date canceled_at created"
     ).split()
-    list_filter = ("status", "at_period_end", "is_created_at_stripe", "plan__interval")
-    list_select_related = ("user", "plan")
+    list_filter = ("status", "at_period_end", "is_created_at_stripe")
+    list_filter += ("plan__interval", "price__recurring_interval")
+    list_select_related = ("user", "plan", "price")
     search_fields = (*user_search_fields(), "=stripe_subscription_id", "=customer__stripe_customer_id")
-    search_fields += ("plan__name", "=plan__stripe_plan_id", "=coupon__coupon_id")
+    search_fields += ("plan__name", "=plan__stripe_plan_id", "=price__stripe_price_id", "=coupon__coupon_id")
     date_hierarchy = "created"
     raw_id_fields = ("user",)
-    autocomplete_fields = ("plan", "customer", "coupon")
+    autocomplete_fields = ("plan", "price", "customer", "coupon")
     readonly_fields = (
-        "uuid stripe_subscription_id is_created_at_stripe status at_period_end canceled_at created updated "
-        "stripe_response_display operations"
+        "uuid stripe_subscription_id is_created_at_stripe status at_period_end canceled_at "
+        "current_period_start current_period_end trial_start trial_end default_payment_method "
+        "created updated stripe_response_display operations"
     ).split()
     operations = admin.display(description="operations")(lambda self, obj: operations_link(obj))
-    locked_fields = ("user", "plan", "customer", "coupon", "metadata", "tax_percent")
+    locked_fields = ("user", "plan", "price", "customer", "coupon", "metadata", "tax_percent")
     actions = ("cancel_at_period_end", "cancel_now", "refresh_from_stripe")
 
     @admin.action(description="Cancel selected subscriptions (at the end of the paid period)")

@@ -21,6 +21,7 @@ Registered with :mod:`aa_stripe.operations.journal` when the models are imported
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,11 @@ from django.utils import timezone
 
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import (
+    StripeInvalidInput,
     StripeInvalidRequestError,
     StripeMethodNotAllowed,
     StripeOperationInProgress,
+    StripePaymentMethodExpired,
 )
 from aa_stripe.guard import library_atomic
 from aa_stripe.operations import journal
@@ -43,7 +46,10 @@ from .base import lock_for_update
 from .customers import StripeCustomer
 
 if TYPE_CHECKING:
+    from .coupons import StripeCoupon
+    from .payment_methods import StripePaymentMethod
     from .plans import StripeSubscriptionPlan
+    from .products import StripePrice
     from .subscriptions import StripeSubscription
 
 logger = logging.getLogger("aa_stripe")
@@ -56,6 +62,23 @@ CANCEL_KINDS = (CANCEL, CANCEL_AT_PERIOD_END)
 OWN_METADATA = ("subscription_uuid", "operation")
 #: Stripe's clock and ours differ a little: look a bit before the row was made.
 LOOKUP_MARGIN = timedelta(minutes=10)
+#: What a creation (and client_secret_for_owner) expands: the secrets stripe.js needs.
+EXPAND = ("latest_invoice.confirmation_secret", "pending_setup_intent")
+#: Statuses of subscriptions that still bill (their currency is the customer's).
+ENDED = ("canceled", "incomplete_expired")
+
+
+@dataclass
+class Request:
+    """What ``StripeSubscription.subscribe()`` was asked for."""
+
+    plan: StripeSubscriptionPlan | None
+    price: StripePrice | None
+    coupon: StripeCoupon | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    customer: StripeCustomer | None = None
+    payment_method: StripePaymentMethod | None = None
+    trial_period_days: int | None = None
 
 
 def _model() -> type[StripeSubscription]:
@@ -75,29 +98,142 @@ def _operations(subscription: StripeSubscription, kind: str) -> Any:
 # --- create ---------------------------------------------------------------------------------------
 
 
+def _uses_charges_api() -> bool:
+    from .charges import uses_charges_api
+
+    return uses_charges_api()
+
+
+def check_offer(
+    plan: StripeSubscriptionPlan | None, price: StripePrice | None, trial_period_days: int | None = None
+) -> None:
+    """Refuse what Stripe would refuse about the price or plan itself; sends nothing."""
+    if price is not None:
+        if not price.is_created_at_stripe:
+            raise StripeInvalidInput(
+                "The price is not created at Stripe yet.", field="price", code="not_at_stripe"
+            )
+        if price.is_deleted or not price.active:
+            raise StripeInvalidInput(
+                "The price is archived or deleted at Stripe: it cannot be subscribed to.",
+                field="price",
+                code="inactive",
+            )
+        if not price.recurring_interval:
+            raise StripeInvalidInput(
+                "The price is a one-time price: a subscription needs a recurring price.",
+                field="price",
+                code="one_time",
+            )
+    if plan is not None and not plan.is_created_at_stripe:
+        raise StripeMethodNotAllowed("The plan is not created at Stripe yet.")
+    if trial_period_days is not None and not 0 < trial_period_days <= 730:
+        raise StripeInvalidInput(
+            "A trial lasts 1 to 730 days.", field="trial_period_days", code="trial_period_days"
+        )
+
+
+def customer_of_payment_method(
+    user: Any, payment_method: StripePaymentMethod, customer: StripeCustomer | None
+) -> StripeCustomer:
+    """The customer whose saved ``payment_method`` will pay: it must be the user's (and ``customer``
+    when one is given) and not expired."""
+    owner = payment_method.customer
+    if owner.user_id != getattr(user, "pk", user) or (customer is not None and customer.pk != owner.pk):
+        raise StripeMethodNotAllowed("The payment method belongs to another customer.")
+    if payment_method.is_expired:
+        raise StripePaymentMethodExpired()
+    return owner
+
+
+def may_create_customer(user: Any) -> bool:
+    """Whether subscribing should first make the user a Stripe customer (without a card): on the
+    PaymentIntents path, when the user has no active customer."""
+    if _uses_charges_api():
+        return False
+    return StripeCustomer.get_latest_active_customer_for_user(user) is None
+
+
+def _check_currency(subscription: StripeSubscription, customer: StripeCustomer) -> None:
+    """Stripe bills a customer in one currency: refuse another than its running subscriptions'."""
+    model = _model()
+    running = (
+        model.objects.filter(customer=customer, is_created_at_stripe=True)
+        .exclude(status__in=ENDED)
+        .exclude(pk=subscription.pk)
+        .select_related("plan", "price")
+    )
+    currencies = {row.currency.lower() for row in running if row.currency}
+    wanted = subscription.currency.lower()
+    if currencies and wanted not in currencies:
+        raise StripeInvalidInput(
+            f"The customer's subscriptions are billed in {', '.join(sorted(currencies))}; "
+            f"Stripe bills a customer in one currency, and this price is in {wanted}.",
+            field="price",
+            code="currency",
+        )
+
+
+def payment_behavior(subscription: StripeSubscription, customer: StripeCustomer) -> str:
+    """How Stripe takes the first payment. Charges path: a failed first payment is an error, as
+    aa-stripe did. PaymentIntents: charge the chosen or default payment method at once and let the
+    customer authenticate when the bank asks (``allow_incomplete``), or, with nothing to charge,
+    wait for stripe.js to collect a card (``default_incomplete``)."""
+    if _uses_charges_api():
+        return "error_if_incomplete"
+    if subscription.default_payment_method or customer.default_payment_method_id:
+        return "allow_incomplete"
+    return "default_incomplete"
+
+
 def create_params(subscription: StripeSubscription) -> dict[str, Any]:
     """The request that creates ``subscription``; raises what makes it impossible, sends nothing.
 
     Chooses the customer (``customer`` when active, else the user's latest active one) and sets it
     on the row: that choice is frozen with the request.
     """
-    if not subscription.plan.is_created_at_stripe:
-        raise StripeMethodNotAllowed("The plan is not created at Stripe yet.")
+    check_offer(subscription.plan, subscription.price)
     if subscription.coupon_id and subscription.coupon.is_deleted:
         raise StripeMethodNotAllowed(f"The coupon {subscription.coupon.coupon_id} is deleted.")
     customer = StripeCustomer.get_customer_to_charge(subscription.user_id, preferred=subscription.customer)
     subscription.customer = customer
+    _check_currency(subscription, customer)
+    if subscription.price is not None:
+        item = {"price": subscription.price.stripe_price_id}
+    else:
+        item = {"plan": subscription.plan.stripe_plan_id}
     params: dict[str, Any] = {
         "customer": customer.stripe_customer_id,
-        "items": [{"plan": subscription.plan.stripe_plan_id}],
+        "items": [item],
         "metadata": {**(subscription.metadata or {}), "subscription_uuid": str(subscription.uuid)},
-        # A declined first payment is a card error (402), as with charges, instead of an
-        # "incomplete" subscription that Stripe's default (allow_incomplete) would create.
-        "payment_behavior": "error_if_incomplete",
+        "payment_behavior": payment_behavior(subscription, customer),
     }
+    if not _uses_charges_api():
+        # The method that pays the first invoice (after authentication, too) becomes the
+        # subscription's default for renewals; the customer's own default stays as it is.
+        params["payment_settings"] = {"save_default_payment_method": "on_subscription"}
+        params["expand"] = list(EXPAND)
+    if subscription.default_payment_method:
+        params["default_payment_method"] = subscription.default_payment_method
+    if subscription.trial_end is not None:
+        params["trial_end"] = int(subscription.trial_end.timestamp())
+    elif subscription.plan is not None and subscription.plan.trial_period_days:
+        params["trial_from_plan"] = True  # the plan's trial, as aa-stripe's API version gave it
     if subscription.coupon_id:
         params["discounts"] = [{"coupon": subscription.coupon.coupon_id}]
     return params
+
+
+def client_secret_of(subscription: dict[str, Any]) -> str | None:
+    """The secret stripe.js needs for a Stripe subscription (expanded as ``EXPAND``), or None."""
+    if subscription.get("status") == "incomplete":
+        invoice = subscription.get("latest_invoice")
+        secret = (invoice.get("confirmation_secret") or {}) if isinstance(invoice, dict) else {}
+        return secret.get("client_secret") or None
+    setup = subscription.get("pending_setup_intent")
+    if subscription.get("status") == "trialing" and isinstance(setup, dict):
+        return setup.get("client_secret") or None
+    return None
 
 
 def _plan_new_create(subscription: StripeSubscription) -> StripeOperation:
@@ -130,46 +266,51 @@ def plan_create(subscription: StripeSubscription) -> StripeOperation:
         return unfinished or _plan_new_create(subscription)
 
 
-def plan_subscribe(
-    user: Any,
-    plan: StripeSubscriptionPlan,
-    coupon: Any,
-    metadata: dict[str, Any],
-    customer: StripeCustomer | None,
-) -> tuple[StripeOperation, StripeSubscription, bool]:
+def plan_subscribe(user: Any, request: Request) -> tuple[StripeOperation, StripeSubscription, bool]:
     """``(operation, row, made_now)`` for a request to subscribe: an identical earlier request not
     finished yet is reused (its row, its frozen request), else a new row is planned, committed."""
     model = _model()
     with library_atomic(using=router.db_for_write(model)):
-        # Identical requests share the plan: its row lock makes a second one wait for the first's
-        # plan to commit, and find it.
-        lock_for_update(plan)
-        pending = _pending_row(model, user, plan, coupon, metadata, customer)
+        # Identical requests share the price (or plan): its row lock makes a second one wait for
+        # the first's plan to commit, and find it.
+        lock_for_update(request.price if request.price is not None else request.plan)
+        pending = _pending_row(model, user, request)
         if pending is not None:
             lock_for_update(pending)  # create_at_stripe() of the same row plans under this lock
         if pending is not None and not pending.is_created_at_stripe:
             unfinished = StripeOperation.unresolved_for(pending).filter(kind=CREATE).first()
             return unfinished or _plan_new_create(pending), pending, False
-        row = model(user=user, plan=plan, coupon=coupon, metadata=metadata, customer=customer)
+        row = model(
+            user=user,
+            plan=request.plan,
+            price=request.price,
+            coupon=request.coupon,
+            metadata=request.metadata,
+            customer=request.customer,
+            default_payment_method=(
+                request.payment_method.stripe_payment_method_id if request.payment_method is not None else ""
+            ),
+        )
+        if request.trial_period_days:
+            row.trial_end = timezone.now() + timedelta(days=request.trial_period_days)
         return _plan_new_create(row), row, True
 
 
-def _pending_row(
-    model: type[StripeSubscription],
-    user: Any,
-    plan: StripeSubscriptionPlan,
-    coupon: Any,
-    metadata: dict[str, Any],
-    customer: StripeCustomer | None,
-) -> StripeSubscription | None:
+def _pending_row(model: type[StripeSubscription], user: Any, request: Request) -> StripeSubscription | None:
     """The newest row of the same request whose creation is unfinished; rows without any create
     operation count too (an older version's row whose outcome was unknown, or one never sent)."""
     candidates = model.objects.filter(
-        user_id=getattr(user, "pk", user), plan=plan, coupon=coupon, is_created_at_stripe=False
+        user_id=getattr(user, "pk", user),
+        plan=request.plan,
+        price=request.price,
+        coupon=request.coupon,
+        is_created_at_stripe=False,
     ).order_by("-pk")
-    if customer is not None:
-        candidates = candidates.filter(customer=customer)
-    rows = [row for row in candidates if row.metadata == metadata]
+    if request.customer is not None:
+        candidates = candidates.filter(customer=request.customer)
+    if request.payment_method is not None:
+        candidates = candidates.filter(default_payment_method=request.payment_method.stripe_payment_method_id)
+    rows = [row for row in candidates if row.metadata == request.metadata]
     if not rows:
         return None
     states: dict[str, set[str]] = {}
@@ -204,13 +345,14 @@ def lookup_create(operation: StripeOperation) -> Outcome | None:
         # same plan and metadata, and no row of ours holds it.
         own = {key: value for key, value in sent.items() if key not in OWN_METADATA}
         plans = [(item.get("plan") or {}).get("id") for item in (found.get("items") or {}).get("data", [])]
+        asked = [item.get("plan") or item.get("price") for item in params.get("items", [])]
         made = found.get("created") or 0
         return (
             # before this operation was planned (so not its own), after the row was made
             (row is None or made >= int(row.created.timestamp()) - 1)
             and made <= int(operation.created.timestamp())
             and found.get("metadata") == {key: _as_sent(value) for key, value in own.items()}
-            and plans == [item.get("plan") for item in params.get("items", [])]
+            and plans == asked
             and not model.objects.filter(stripe_subscription_id=found.get("id")).exists()
         )
 
@@ -342,3 +484,11 @@ def record_cancel(operation: StripeOperation, outcome: Outcome, target: StripeSu
 journal.register(CREATE, lookup=lookup_create, record=record_create)
 journal.register(CANCEL, lookup=lookup_cancel, record=record_cancel)
 journal.register(CANCEL_AT_PERIOD_END, lookup=lookup_cancel, record=record_cancel)
+
+
+def first_payment_attempted(subscription: StripeSubscription) -> bool:
+    """Whether Stripe was asked to charge at creation (``allow_incomplete`` or the legacy
+    ``error_if_incomplete``): an ``incomplete`` row then means the bank wants the customer (or
+    declined), not merely that no card was given yet."""
+    operation = _operations(subscription, CREATE).order_by("-created").first()
+    return operation is not None and operation.params.get("payment_behavior") != "default_incomplete"

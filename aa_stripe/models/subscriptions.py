@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from aa_stripe import stripe_api
 from aa_stripe.exceptions import (
     StripeAlreadyCanceled,
     StripeInternalError,
+    StripeInvalidInput,
     StripeMethodNotAllowed,
     StripeOperationInProgress,
 )
@@ -24,11 +26,22 @@ from aa_stripe.operations.record import StripeOperation
 from .base import USER_MODEL, StripeBasicModel, lock_for_update, timestamp_to_datetime
 from .coupons import StripeCoupon
 from .customers import StripeCustomer
+from .payment_methods import StripePaymentMethod
 from .plans import StripeSubscriptionPlan
+from .products import StripePrice, StripeProduct
+
+logger = logging.getLogger("aa_stripe")
+
+
+def offer_id_of(subscription: dict[str, Any]) -> str:
+    """The id of the price (or plan) a Stripe subscription is for: its first item's; "" when unknown."""
+    items = (subscription.get("items") or {}).get("data") or [{}]
+    offer = items[0].get("price") or items[0].get("plan") or subscription.get("plan") or {}
+    return (offer.get("id") if isinstance(offer, dict) else offer) or ""
 
 
 class StripeSubscription(StripeBasicModel):
-    """A user's subscription to a :class:`StripeSubscriptionPlan`."""
+    """A user's subscription to a recurring :class:`StripePrice` or a legacy plan."""
 
     STATUS_TRIAL = "trialing"
     STATUS_ACTIVE = "active"
@@ -52,7 +65,21 @@ class StripeSubscription(StripeBasicModel):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
     is_created_at_stripe = models.BooleanField(default=False)
-    plan = models.ForeignKey(StripeSubscriptionPlan, on_delete=models.CASCADE)
+    plan = models.ForeignKey(
+        StripeSubscriptionPlan,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        help_text=_("The legacy plan subscribed to; empty for subscriptions to a price."),
+    )
+    price = models.ForeignKey(
+        StripePrice,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="subscriptions",
+        help_text=_("The recurring price subscribed to; empty for subscriptions to a legacy plan."),
+    )
     user = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="stripe_subscriptions")
     customer = models.ForeignKey(StripeCustomer, on_delete=models.SET_NULL, null=True, blank=True)
     status = models.CharField(
@@ -76,31 +103,85 @@ class StripeSubscription(StripeBasicModel):
         null=True, blank=True, help_text=_("Stripe's time of the last webhook event applied to this row.")
     )
     at_period_end = models.BooleanField(default=False, help_text=_("Canceled to end at the period's end."))
+    default_payment_method = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text=_(
+            "Stripe id of the payment method the subscription charges (the one that paid its first "
+            "invoice); empty: the customer's default."
+        ),
+    )
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    trial_start = models.DateTimeField(null=True, blank=True)
+    trial_end = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
+            models.CheckConstraint(
+                condition=Q(plan__isnull=False) | Q(price__isnull=False),
+                name="aa_stripe_subscription_plan_or_price",
+            ),
             models.UniqueConstraint(
                 fields=["stripe_subscription_id"],
                 condition=~Q(stripe_subscription_id=""),
                 name="aa_stripe_unique_stripe_subscription_id",
-            )
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} on {self.plan.name} ({self.stripe_subscription_id or 'not at Stripe'})"
+        return f"{self.user} on {self.offer_name} ({self.stripe_subscription_id or 'not at Stripe'})"
+
+    @property
+    def offer_name(self) -> str:
+        """What is subscribed to, for people: the price's product or nickname, or the plan's name."""
+        if self.price_id is not None:
+            try:
+                return str(self.price.product or self.price)
+            except StripeProduct.DoesNotExist:  # its product's events have not arrived yet
+                return str(self.price)
+        return self.plan.name if self.plan_id is not None else ""
+
+    @property
+    def currency(self) -> str:
+        """The currency it is billed in (its price's or plan's)."""
+        offer = self.price if self.price_id is not None else self.plan
+        return offer.currency if offer is not None else ""
 
     @classmethod
     def subscribe(
         cls,
         user: Any,
-        plan: StripeSubscriptionPlan,
+        plan: StripeSubscriptionPlan | StripePrice | None = None,
         *,
+        price: StripePrice | None = None,
         coupon: StripeCoupon | None = None,
         metadata: dict[str, Any] | None = None,
         customer: StripeCustomer | None = None,
+        payment_method: StripePaymentMethod | None = None,
+        trial_period_days: int | None = None,
     ) -> StripeSubscription:
-        """Subscribe ``user`` to ``plan`` at Stripe; the new row, created there.
+        """Subscribe ``user`` to a recurring ``price`` (or a legacy ``plan``) at Stripe; the new row.
+
+        ``plan`` may also be given a :class:`StripePrice` (the second positional argument of the
+        original API). How the first payment goes (``STRIPE_CHARGE_API = "payment_intents"``, the
+        default): with ``payment_method`` (one of the user's saved methods) or a default payment
+        method of the customer, Stripe charges it at once (``allow_incomplete``): paid, the row is
+        ``active``; when the bank wants the customer (3-D Secure) or declines, it is ``incomplete``
+        and :meth:`client_secret_for_owner` hands stripe.js the first invoice's confirmation secret.
+        Without any, Stripe waits for stripe.js to collect a card (``default_incomplete``, same
+        secret); a trial without a card hands over its pending SetupIntent's secret instead. The
+        method that pays becomes the subscription's ``default_payment_method``; the customer's
+        default is unchanged. A user without a Stripe customer gets one (no card needed). With
+        ``STRIPE_CHARGE_API = "charges"`` a first payment that fails is an error and makes no
+        subscription, as aa-stripe did.
+
+        Refused before anything is sent or saved: :class:`StripeInvalidInput` (``field="price"``) for
+        a price that is archived, deleted, not created at Stripe, one-time, or in another currency
+        than the customer's running subscriptions; :class:`StripeMethodNotAllowed` for a plan not at
+        Stripe, a deleted coupon, or a payment method of another customer;
+        :class:`StripePaymentMethodExpired` for an expired card.
 
         Safe to call again with the same arguments after any failure: an identical earlier request
         whose outcome is unknown is finished (its row, its frozen request) instead of subscribing
@@ -109,12 +190,29 @@ class StripeSubscription(StripeBasicModel):
         Errors from Stripe (and the in-progress one) carry the row as ``error.subscription``: the
         unfinished row when the outcome is unknown, the row when Stripe refused a retry (Stripe
         may have acted on an earlier attempt: never deleted), None when Stripe refused the first
-        and only attempt (the row is deleted). Refusals before anything is sent
-        (:class:`StripeNoActiveCustomer`, a deleted coupon, a plan not at Stripe) make no row.
+        and only attempt (the row is deleted).
         """
-        operation, row, made_now = subscription_operations.plan_subscribe(
-            user, plan, coupon, metadata or {}, customer
+        if isinstance(plan, StripePrice):
+            if price is not None:
+                raise StripeInvalidInput("Give a price or a plan, not both.", field="price")
+            plan, price = None, plan
+        if (plan is None) == (price is None):
+            raise StripeInvalidInput("Subscribe to one price or one plan.", field="price")
+        subscription_operations.check_offer(plan, price, trial_period_days)
+        if payment_method is not None:
+            customer = subscription_operations.customer_of_payment_method(user, payment_method, customer)
+        elif customer is None and subscription_operations.may_create_customer(user):
+            customer = StripeCustomer.get_or_create_for_user(user)
+        request = subscription_operations.Request(
+            plan=plan,
+            price=price,
+            coupon=coupon,
+            metadata=metadata or {},
+            customer=customer,
+            payment_method=payment_method,
+            trial_period_days=trial_period_days,
         )
+        operation, row, made_now = subscription_operations.plan_subscribe(user, request)
         try:
             outcome = journal.execute(operation, target=row)
         except StripeOperationInProgress as err:
@@ -129,6 +227,31 @@ class StripeSubscription(StripeBasicModel):
             kept = None
         error.subscription = kept  # type: ignore[attr-defined]
         raise error
+
+    @property
+    def waits_for_customer(self) -> bool:
+        """Whether the customer has something to do: pay the first invoice (``incomplete``), or give
+        a card for a trial that has none yet (a pending SetupIntent)."""
+        if self.status == self.STATUS_INCOMPLETE:
+            return True
+        return self.status == self.STATUS_TRIAL and bool(
+            (self.stripe_response or {}).get("pending_setup_intent")
+        )
+
+    def client_secret_for_owner(self) -> str | None:
+        """The secret stripe.js needs while :attr:`waits_for_customer`: the first invoice's
+        confirmation secret (``confirmCardPayment``), or the trial's pending SetupIntent's
+        (``confirmCardSetup``); None otherwise. Read from Stripe on each call and never stored: hand
+        it to the subscription's owner only."""
+        if not self.stripe_subscription_id or not self.waits_for_customer:
+            return None
+        found = stripe_api.call(
+            "subscriptions",
+            "retrieve",
+            self.stripe_subscription_id,
+            params={"expand": list(subscription_operations.EXPAND)},
+        )
+        return subscription_operations.client_secret_of(found)
 
     def create_at_stripe(self) -> dict[str, Any]:
         """Create the subscription at Stripe; returns Stripe's subscription.
@@ -147,6 +270,7 @@ class StripeSubscription(StripeBasicModel):
     def set_stripe_data(self, subscription: dict[str, Any]) -> None:
         """Apply Stripe's subscription object to the row (no Stripe call) and save."""
         self.stripe_subscription_id = subscription["id"]
+        previous_offer = offer_id_of(self.stripe_response or {})
         self.stripe_response = subscription
         self.is_created_at_stripe = True
         was_canceled = self.status == self.STATUS_CANCELED
@@ -160,7 +284,40 @@ class StripeSubscription(StripeBasicModel):
             self.canceled_at = timestamp_to_datetime(ended)
         elif self.status != self.STATUS_CANCELED and not ended and not self.at_period_end:
             self.canceled_at = None  # reactivated at Stripe
+        items = (subscription.get("items") or {}).get("data") or [{}]
+        # Since API 2025-03-31 the billing period is on each item; older shapes had it on top.
+        for name in ("current_period_start", "current_period_end"):
+            value = items[0].get(name) or subscription.get(name)
+            setattr(self, name, timestamp_to_datetime(value) if value else None)
+        for name in ("trial_start", "trial_end"):
+            value = subscription.get(name)
+            setattr(self, name, timestamp_to_datetime(value) if value else None)
+        method = subscription.get("default_payment_method")
+        self.default_payment_method = (method.get("id") if isinstance(method, dict) else method) or ""
+        offer_id = offer_id_of(subscription)
+        if offer_id and offer_id != previous_offer:
+            self._follow_offer(offer_id)
         self.save()
+
+    def _follow_offer(self, offer_id: str) -> None:
+        """Keep ``price`` / ``plan`` as Stripe has them (changed in the dashboard, say)."""
+        held = {
+            self.price.stripe_price_id if self.price_id else None,
+            self.plan.stripe_plan_id if self.plan_id else None,
+        }
+        if offer_id in held:
+            return
+        price = StripePrice.objects.filter(stripe_price_id=offer_id).first()
+        plan = StripeSubscriptionPlan.objects.filter(stripe_plan_id=offer_id).first()
+        if price is None and plan is None:
+            logger.warning(
+                "Subscription %s is now for %s, which is neither a price nor a plan here: kept as %s",
+                self.stripe_subscription_id,
+                offer_id,
+                self.offer_name,
+            )
+            return
+        self.price, self.plan = price, plan
 
     def refresh_from_stripe(self) -> dict[str, Any]:
         """Fetch the subscription from Stripe, update the row, return Stripe's subscription."""

@@ -16,7 +16,7 @@ from django.utils import timezone
 from aa_stripe.conf import stripe_settings
 from aa_stripe.exceptions import AaStripeError, StripeOperationInProgress
 from aa_stripe.management.base import StripeCommand
-from aa_stripe.models import StripeCharge, StripeOperation
+from aa_stripe.models import StripeCharge, StripeOperation, StripeSubscription
 from aa_stripe.operations import journal
 
 logger = logging.getLogger("aa_stripe")
@@ -27,6 +27,8 @@ MAX_LISTED = 100
 WAITING_READ_EVERY = timedelta(hours=1)
 WAITING_READ_FOR = timedelta(days=7)
 WAITING_READ_LIMIT = 500
+#: incomplete subscriptions lapse after 23 hours at Stripe: read them again for two days
+INCOMPLETE_READ_FOR = timedelta(days=2)
 
 
 def unfinished(now: Any = None) -> QuerySet[StripeOperation]:
@@ -49,7 +51,8 @@ class Command(StripeCommand):
         "at once (each operation is claimed). Exits non-zero when any stays unresolved, and mails "
         "ADMINS about those unresolved longer than STRIPE_OPERATIONS_ALERT_AFTER seconds. Also reads "
         "again, once an hour for a week, PaymentIntent charges still waiting for the customer or "
-        "processing, in case their outcome's webhook was missed."
+        "processing, and for two days subscriptions whose first payment waits (incomplete), in case "
+        "their outcome's webhook was missed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -87,6 +90,11 @@ class Command(StripeCommand):
             self.stdout.write(
                 f"reconcile_stripe_operations: {read} charges waiting at Stripe read again, {paid} found paid"
             )
+        read, changed = self._read_incomplete_subscriptions()
+        if read and verbosity >= 1:
+            self.stdout.write(
+                f"reconcile_stripe_operations: {read} incomplete subscriptions read again, {changed} changed"
+            )
         if counts["unknown"]:
             raise CommandError(summary)
         if verbosity >= 1:
@@ -113,6 +121,30 @@ class Command(StripeCommand):
             read += 1
             paid += charge.is_charged
         return read, paid
+
+    def _read_incomplete_subscriptions(self) -> tuple[int, int]:
+        """Subscriptions whose first payment waits for the customer (``incomplete``), unchanged for an
+        hour and less than two days old (Stripe lets them lapse after 23 hours): read from Stripe, at
+        most once an hour each, in case the webhook saying they were paid, or lapsed, was missed."""
+        now = timezone.now()
+        waiting = StripeSubscription.objects.filter(
+            status=StripeSubscription.STATUS_INCOMPLETE,
+            is_created_at_stripe=True,
+            updated__lt=now - WAITING_READ_EVERY,
+            created__gt=now - INCOMPLETE_READ_FOR,
+        )
+        read = changed = 0
+        for subscription in waiting.order_by("pk")[:WAITING_READ_LIMIT]:
+            try:
+                subscription.refresh_from_stripe()
+            except AaStripeError as err:
+                self.stderr.write(
+                    f"subscription #{subscription.pk} ({subscription.stripe_subscription_id}): {err.message}"
+                )
+                continue
+            read += 1
+            changed += subscription.status != StripeSubscription.STATUS_INCOMPLETE
+        return read, changed
 
     def _finish(self, operation: StripeOperation, verbosity: int) -> str:
         try:
