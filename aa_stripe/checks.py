@@ -9,6 +9,10 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from aa_stripe.conf import stripe_settings, webhook_secrets
 
+#: The oldest Stripe API version the PaymentIntents path works with (invoice confirmation_secret,
+#: billing periods on subscription items).
+PAYMENT_INTENTS_API_VERSION = "2025-03-31"
+
 
 @register(Tags.security, deploy=False)
 def check_stripe_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -28,6 +32,22 @@ def check_stripe_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                 hint="Copy the endpoint's signing secret (whsec_...) from the Stripe dashboard, "
                 "or ignore this warning if you do not use webhooks.",
                 id="aa_stripe.W001",
+            )
+        )
+    version = stripe_settings.API_VERSION
+    if (
+        version
+        and stripe_settings.CHARGE_API != "charges"
+        and str(version)[:10] < PAYMENT_INTENTS_API_VERSION
+    ):
+        messages.append(
+            Error(
+                f"STRIPE_API_VERSION = {version!r} is older than {PAYMENT_INTENTS_API_VERSION}: "
+                "subscriptions read their first invoice's confirmation_secret and their billing period "
+                "from their items, which older API versions do not have.",
+                hint="Remove STRIPE_API_VERSION (the SDK's pinned version is used), set a newer one, or set "
+                'STRIPE_CHARGE_API = "charges" to keep the Charges API behaviour.',
+                id="aa_stripe.E002",
             )
         )
     return messages

@@ -24,6 +24,7 @@ FailureKind = Literal[
     "in_progress",
     "no_active_customer",
     "card_declined",
+    "authentication_required",
     "stripe_unavailable",
     "stripe_error",
 ]
@@ -48,6 +49,9 @@ class AaStripeError(Exception):
         The user has no active Stripe customer, so there is nothing to charge.
     ``card_declined``
         The card was declined.
+    ``authentication_required``
+        The payment waits for the customer (3-D Secure, another card, or a card not given yet): the
+        object was made; its owner finishes on-session with its client secret.
     ``stripe_unavailable``
         Stripe did not answer or failed for now: the outcome is unknown, a retry is safe.
     ``stripe_error``
@@ -89,6 +93,28 @@ class StripeNoActiveCustomer(StripeMethodNotAllowed):
 
     details = _("The user has no active Stripe customer.")
     kind = "no_active_customer"
+
+
+class StripeSubscriptionIncomplete(AaStripeError):
+    """The subscription was made at Stripe but its first payment waits for the customer (status
+    ``incomplete``): nothing is paid yet, so give nothing away.
+
+    ``subscription`` is the row; ``payment_attempted`` is True when a card was charged and the bank
+    wants the customer to authenticate (or declined it), False when no card was given (stripe.js
+    collects one). Either way the owner finishes in the browser with
+    ``subscription.client_secret_for_owner()``; subscribing again returns this same subscription
+    while it waits. Stripe lets it lapse (``incomplete_expired``) after 23 hours unpaid.
+    """
+
+    details = _("The subscription's first payment waits for the customer.")
+    kind = "authentication_required"
+
+    def __init__(
+        self, message: Any = None, *, subscription: Any = None, payment_attempted: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.subscription = subscription
+        self.payment_attempted = payment_attempted
 
 
 class StripeAlreadyCanceled(StripeMethodNotAllowed):

@@ -57,6 +57,7 @@ _CODE_OF_KIND: dict[FailureKind, StripeErrorCode] = {
     "in_progress": StripeErrorCode.IN_PROGRESS,
     "no_active_customer": StripeErrorCode.NO_ACTIVE_CUSTOMER,
     "card_declined": StripeErrorCode.CARD_DECLINED,
+    "authentication_required": StripeErrorCode.AUTHENTICATION_REQUIRED,
     "stripe_unavailable": StripeErrorCode.STRIPE_API_ERROR,
     "stripe_error": StripeErrorCode.STRIPE_API_ERROR,
 }

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import graphene
+from django.db.models import Prefetch
 from graphene import relay
 from graphene_django import DjangoObjectType
 
@@ -21,6 +22,7 @@ from aa_stripe.models import (
     StripeCoupon,
     StripeCustomer,
     StripePaymentMethod,
+    StripePrice,
     StripeRefund,
     StripeSetupIntent,
     StripeSubscription,
@@ -528,10 +530,29 @@ class StripeCouponType(StripeNode):
         return StripeCoupon.objects.all_with_deleted()  # deleted coupons too: the manager hides them
 
 
+def _price_type() -> type:
+    from .catalog import StripePriceType  # catalog imports this module
+
+    return StripePriceType
+
+
+#: What a subscription's price shows under it, read for the whole page (see get_queryset).
+_PRICE_PRODUCT_PRICES = (("price", "product", "prices"),)
+
+
 class StripeSubscriptionType(StripeNode):
     stripe_subscription_id = graphene.String(description="Stripe's id of the subscription (sub_...).")
     status = graphene.Field(StripeSubscriptionStatus, description="Stripe's status; null until created.")
-    plan = graphene.Field(StripeSubscriptionPlanType, required=True, description="The plan subscribed to.")
+    plan = graphene.Field(
+        StripeSubscriptionPlanType,
+        description="The legacy plan subscribed to; null for subscriptions to a price (see price).",
+        deprecation_reason="null for subscriptions to a price; use price",
+    )
+    price = graphene.Field(
+        _price_type,
+        description="The recurring price subscribed to; null for subscriptions to a legacy plan. Whoever "
+        "may see the subscription sees its price, also once the price is archived.",
+    )
     coupon = graphene.Field(
         StripeCouponType,
         description="The coupon applied, if any. Whoever may see the subscription sees its coupon, "
@@ -539,6 +560,20 @@ class StripeSubscriptionType(StripeNode):
         "aa_stripe.view_stripecoupon).",
     )
     is_created_at_stripe = graphene.Boolean(required=True, description="Whether Stripe has the subscription.")
+    current_period_start = graphene.DateTime(
+        description="Start of the billing period being paid for; null when unknown."
+    )
+    current_period_end = graphene.DateTime(
+        description="End of the billing period being paid for (the next renewal); null when unknown."
+    )
+    trial_end = graphene.DateTime(description="When the free trial ends; null without a trial.")
+    client_secret = graphene.String(
+        description="For stripe.js while the subscription waits for the customer, and only to the "
+        "subscription's own user (null otherwise, staff included): the first invoice's confirmation "
+        "secret while status is INCOMPLETE (confirmCardPayment), or the trial's SetupIntent secret when "
+        "there is no card to charge yet (confirmCardSetup). Never stored here: read from Stripe when "
+        "asked for."
+    )
     end_date = graphene.Date(description="Day after which end_subscriptions cancels it.")
     canceled_at = graphene.DateTime(description="When it was canceled.")
     at_period_end = graphene.Boolean(required=True, description="Ends at the end of the paid period.")
@@ -547,7 +582,7 @@ class StripeSubscriptionType(StripeNode):
     class Meta:
         model = StripeSubscription
         name = "StripeSubscription"
-        description = "A user's subscription to a plan."
+        description = "A user's subscription to a price (or a legacy plan)."
         interfaces = (relay.Node,)
         connection_class = StripeConnection
         fields = ("id",)
@@ -556,8 +591,32 @@ class StripeSubscriptionType(StripeNode):
     def resolve_status(root: StripeSubscription, info: Any) -> str | None:
         return root.status or None
 
+    @staticmethod
+    @masked
+    def resolve_client_secret(root: StripeSubscription, info: Any) -> str | None:
+        """The owner's only (the Stripe user of the request), never staff's: it lets its holder pay."""
+        owner = stripe_user(info.context)
+        if owner is None or owner.pk is None or root.user_id != owner.pk or not root.waits_for_customer:
+            return None
+        try:
+            return root.client_secret_for_owner()
+        except AaStripeError as err:  # Stripe failed: the owner asks again
+            logger.warning(
+                "Client secret of subscription %s not read from Stripe: %s: %s",
+                root.stripe_subscription_id,
+                type(err).__name__,
+                err.message,
+            )
+            return None
+
     @classmethod
     @masked
     def get_queryset(cls, queryset: Any, info: Any) -> Any:
         visible = owned_or_all(info, queryset, "view_stripesubscription")
-        return visible.select_related("plan", "coupon")
+        visible = visible.select_related("plan", "coupon", "price__product")
+        if _asks_for(info, *_PRICE_PRODUCT_PRICES):
+            from .catalog import visible_prices  # catalog imports this module
+
+            prices = visible_prices(info, StripePrice.objects.order_by("-created", "-pk"))
+            visible = visible.prefetch_related(Prefetch("price__product__prices", queryset=prices))
+        return visible

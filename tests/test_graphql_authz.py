@@ -275,8 +275,10 @@ MATRIX: dict[str, dict[str, Any]] = {
         "anonymous": DENIED,
         "owner": Ok("plan", "coupon"),
         "other": Ok("plan", "coupon"),  # bob has a card of his own here
-        "staff": Refused("NO_ACTIVE_CUSTOMER"),  # carol and dave have none: alice's is not used
-        "staff_perm": Refused("NO_ACTIVE_CUSTOMER"),
+        # carol and dave have no customer: one of their own is made (no card) and the subscription
+        # waits for stripe.js to collect a card; alice's is never used
+        "staff": Ok("plan", "coupon"),
+        "staff_perm": Ok("plan", "coupon"),
     },
     "cancelStripeSubscription": {  # the owner's subscription
         "anonymous": DENIED,
@@ -838,17 +840,27 @@ def effect_add_source(cell: Cell) -> None:
 
 def effect_create_subscription(cell: Cell) -> None:
     subscription = cell.created(StripeSubscription)
-    own_customer = cell.world.rows[f"{cell.role}.customer"]
+    own_customer = cell.world.rows.get(f"{cell.role}.customer")
+    if own_customer is None:  # the caller had no customer: one of theirs, without a card, is made
+        own_customer = cell.created(StripeCustomer)
+        assert own_customer.user == cell.caller and not own_customer.default_payment_method_id
+        assert cell.diff == Diff(
+            [("StripeCustomer", own_customer.pk), ("StripeSubscription", subscription.pk)], [], []
+        )
+        assert cell.calls() == [("POST", "/v1/customers"), ("POST", "/v1/subscriptions")]
+        assert subscription.status == "incomplete" and cell.payload["errors"] == []
+    else:
+        assert cell.diff == Diff([("StripeSubscription", subscription.pk)], [], [])
+        assert cell.calls() == [("POST", "/v1/subscriptions")]
+        assert subscription.status == "active"
     assert (subscription.user, subscription.customer, subscription.coupon) == (
         cell.caller,
         own_customer,
         cell.world.rows["coupon"],
     )
-    assert subscription.is_created_at_stripe and subscription.status == "active"
-    assert cell.diff == Diff([("StripeSubscription", subscription.pk)], [], [])
+    assert subscription.is_created_at_stripe
     assert cell.payload["subscription"]["id"] == _gid(subscription)
-    assert cell.calls() == [("POST", "/v1/subscriptions")]
-    assert cell.stripe[0].params["customer"] == own_customer.stripe_customer_id  # never another's card
+    assert cell.stripe[-1].params["customer"] == own_customer.stripe_customer_id  # never another's card
 
 
 def effect_cancel_subscription(cell: Cell) -> None:

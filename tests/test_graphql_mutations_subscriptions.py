@@ -15,13 +15,15 @@ from tests.graphql_helpers import assert_denied, codes, gql, signed_in, staff
 
 pytestmark = pytest.mark.django_db
 
+DECLINED_ON_CHARGE = "4000000000000341"  # attaches to a customer; every charge of it is declined
+
 SUBSCRIPTION_FIELDS = """
 subscription { id stripeSubscriptionId status isCreatedAtStripe atPeriodEnd canceledAt plan { id } }
 errors { field code message declineCode }
 """
 CREATE = f"""
 mutation($input: CreateStripeSubscriptionInput!) {{
-  createStripeSubscription(input: $input) {{ clientMutationId {SUBSCRIPTION_FIELDS} }}
+  createStripeSubscription(input: $input) {{ clientMutationId clientSecret {SUBSCRIPTION_FIELDS} }}
 }}
 """
 CANCEL = f"""
@@ -113,13 +115,33 @@ def test_unknown_or_deleted_coupon_is_not_found_and_nothing_is_created(fake_stri
     )
 
 
-def test_no_active_customer(fake_stripe, user, plan):
+def test_no_active_customer_on_the_charges_api(fake_stripe, user, plan, charges_api):
+    """The legacy path needs a card first; with PaymentIntents (the default) a user without a customer
+    gets one and stripe.js collects the card (tests/test_graphql_subscriptions_prices.py)."""
     fake_stripe.proxy.reset()
 
     payload = subscribe(signed_in(user), plan)
 
     assert payload["subscription"] is None and codes(payload) == [(None, "NO_ACTIVE_CUSTOMER")]
     assert not StripeSubscription.objects.exists() and fake_stripe.proxy.calls() == []
+
+
+def test_a_declined_first_payment_on_the_charges_api_makes_no_subscription(
+    fake_stripe, user, plan, charges_api
+):
+    """As aa-stripe did: a first payment that fails is CARD_DECLINED and leaves nothing."""
+    make_customer(fake_stripe, user, DECLINED_ON_CHARGE)
+
+    payload = subscribe(signed_in(user), plan)
+
+    assert payload["subscription"] is None and [e["code"] for e in payload["errors"]] == ["CARD_DECLINED"]
+    assert payload["clientSecret"] is None
+    assert not StripeSubscription.objects.exists()
+    [sent] = [
+        c for c in fake_stripe.proxy.calls("POST", "/v1/subscriptions") if c.path == "/v1/subscriptions"
+    ]
+    assert sent.params["payment_behavior"] == "error_if_incomplete"
+    assert [s for s in subscriptions_at_fake(fake_stripe) if s["status"] != "incomplete_expired"] == []
 
 
 def test_unknown_plans_and_plans_not_at_stripe_are_not_found(fake_stripe, customer, plan):

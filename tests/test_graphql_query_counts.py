@@ -220,3 +220,34 @@ def test_charge_pages_with_their_refunds_take_the_same_queries(client, as_owner)
         assert all(n["refunds"][1]["stripeRefundId"] is None for n in nodes)
         counts.append(len(captured))
     assert counts == [EXPECTED + 1] * 2, counts
+
+
+# --- subscriptions to prices -------------------------------------------------------------------
+
+SUBSCRIPTIONS_WITH_PRICES = (
+    "query($n: Int) { stripeSubscriptions(first: $n) { edges { node { id status clientSecret "
+    f"currentPeriodStart currentPeriodEnd trialEnd plan {{ id }} coupon {{ id }} price {{ {PRICE} "
+    f"product {{ {PRODUCT} prices {{ id unitAmount }} }} }} }} }} }} }}"
+)
+
+
+@pytest.mark.parametrize("as_owner", [False, True], ids=["staff", "owner"])
+def test_subscription_pages_with_their_prices_take_the_same_queries(client, as_owner):
+    """A subscription's price and its product are joined; the products' prices take one more query
+    for the page; clientSecret (null: nothing waits for the customer) costs none, and no Stripe call."""
+    owner = gh.make_user("owner")
+    prices = gh.make_prices(gh.make_products(100), per_product=2)[::2]
+    for price in prices:
+        gh.make_subscriptions(owner, None, None, price=price)
+    client.force_login(owner if as_owner else gh.make_viewer("staff"))
+    counts = []
+    for size in (10, 100):
+        with CaptureQueriesContext(connection) as captured:
+            body = gh.gql(client, SUBSCRIPTIONS_WITH_PRICES, {"n": size})
+        assert "errors" not in body, body
+        nodes = [edge["node"] for edge in body["data"]["stripeSubscriptions"]["edges"]]
+        assert len(nodes) == size
+        assert {(n["status"], n["clientSecret"], n["plan"]) for n in nodes} == {("ACTIVE", None, None)}
+        assert all(len(n["price"]["product"]["prices"]) == 2 for n in nodes)
+        counts.append(len(captured))
+    assert counts == [EXPECTED + 1] * 2, counts

@@ -7,6 +7,7 @@ its subscription patches (``aa_stripe.testing.fakestripe.subscriptions``). The G
 
 from __future__ import annotations
 
+import importlib
 import logging
 from datetime import timedelta
 from io import StringIO
@@ -21,8 +22,10 @@ from aa_stripe.exceptions import (
     StripeInvalidInput,
     StripeMethodNotAllowed,
     StripePaymentMethodExpired,
+    StripeSubscriptionIncomplete,
 )
 from aa_stripe.models import (
+    StripeCoupon,
     StripeCustomer,
     StripePaymentMethod,
     StripePrice,
@@ -63,6 +66,16 @@ def monthly(product: StripeProduct) -> StripePrice:
 @pytest.fixture
 def cardless(fake_stripe: Any, user: Any) -> StripeCustomer:
     return StripeCustomer.get_or_create_for_user(user)
+
+
+def waiting(user: Any, attempted: bool, **request: Any) -> StripeSubscription:
+    """``subscribe()`` for a subscription whose first payment waits: the row raised with."""
+    with pytest.raises(StripeSubscriptionIncomplete) as raised:
+        StripeSubscription.subscribe(user, **request)
+    assert raised.value.payment_attempted is attempted
+    row = raised.value.subscription
+    assert row.status == StripeSubscription.STATUS_INCOMPLETE and row.waits_for_customer
+    return row
 
 
 def creations(fake_stripe: Any) -> list[Any]:
@@ -131,9 +144,8 @@ def test_a_card_that_asks_for_authentication_waits_then_is_active_once_passed(
 ):
     set_up_card(fake_stripe, cardless, ALWAYS_AUTHENTICATE)
 
-    row = StripeSubscription.subscribe(user, price=monthly)
+    row = waiting(user, True, price=monthly)
 
-    assert row.status == StripeSubscription.STATUS_INCOMPLETE and row.waits_for_customer
     secret = row.client_secret_for_owner()
     assert secret and "_secret_" in secret
     assert secret not in str(StripeSubscription.objects.get(pk=row.pk).stripe_response)  # never stored
@@ -148,7 +160,7 @@ def test_a_card_that_asks_for_authentication_waits_then_is_active_once_passed(
 
 def test_refresh_from_stripe_records_an_authenticated_first_payment(fake_stripe, user, cardless, monthly):
     set_up_card(fake_stripe, cardless, ALWAYS_AUTHENTICATE)
-    row = StripeSubscription.subscribe(user, price=monthly)
+    row = waiting(user, True, price=monthly)
     authenticate(fake_stripe, row.client_secret_for_owner(), success=True)
 
     row.refresh_from_stripe()
@@ -160,7 +172,7 @@ def test_failed_authentication_stays_incomplete_then_expires_by_event(
     client, fake_stripe, user, cardless, monthly
 ):
     set_up_card(fake_stripe, cardless, ALWAYS_AUTHENTICATE)
-    row = StripeSubscription.subscribe(user, price=monthly)
+    row = waiting(user, True, price=monthly)
     authenticate(fake_stripe, row.client_secret_for_owner(), success=False)
 
     row.refresh_from_stripe()
@@ -188,13 +200,13 @@ def test_failed_authentication_stays_incomplete_then_expires_by_event(
 
 
 def test_without_a_card_stripe_waits_for_stripe_js_to_collect_one(fake_stripe, user, monthly):
-    row = StripeSubscription.subscribe(user, price=monthly)  # the user has no customer yet
+    row = waiting(user, False, price=monthly)  # the user has no customer yet
 
     customer = StripeCustomer.objects.get(user=user)
     assert customer.is_created_at_stripe and row.customer == customer  # made without a card
     [sent] = creations(fake_stripe)
     assert sent.params["payment_behavior"] == "default_incomplete"
-    assert row.status == "incomplete" and row.client_secret_for_owner()
+    assert row.client_secret_for_owner()
 
 
 def test_a_chosen_payment_method_pays_and_the_customers_default_stays(fake_stripe, user, cardless, monthly):
@@ -379,9 +391,9 @@ def test_reconcile_reads_an_incomplete_subscription_whose_event_was_missed(
     fake_stripe, user, cardless, monthly
 ):
     set_up_card(fake_stripe, cardless, ALWAYS_AUTHENTICATE)
-    row = StripeSubscription.subscribe(user, price=monthly)
+    row = waiting(user, True, price=monthly)
     authenticate(fake_stripe, row.client_secret_for_owner(), success=True)  # no webhook arrives
-    fresh = StripeSubscription.subscribe(user, price=made_price(monthly.product, unit_amount=900))
+    fresh = waiting(user, True, price=made_price(monthly.product, unit_amount=900))
     StripeSubscription.objects.filter(pk=row.pk).update(updated=timezone.now() - timedelta(hours=2))
 
     out = StringIO()
@@ -403,9 +415,185 @@ def test_a_lost_answer_is_finished_by_asking_again_without_a_second_subscription
     kept = raised.value.subscription
     assert kept is not None and not kept.is_created_at_stripe
 
-    row = StripeSubscription.subscribe(user, price=monthly)
+    row = waiting(user, True, price=monthly)
 
-    assert row.pk == kept.pk and row.status == "incomplete" and row.client_secret_for_owner()
+    assert row.pk == kept.pk and row.client_secret_for_owner()
     assert len(subscriptions_at_fake(fake_stripe, cardless)) == 1
     first, second = creations(fake_stripe)
     assert first.idempotency_key == second.idempotency_key and first.params == second.params
+
+
+# --- never two subscriptions for one request (review findings) ------------------------------------------
+
+
+def test_a_retry_naming_the_card_the_lost_attempt_charged_finishes_that_attempt(
+    fake_stripe, user, cardless, monthly
+):
+    method = set_up_card(fake_stripe, cardless, PLAIN)
+    fake_stripe.proxy.inject("drop_after", method="POST", path_prefix="/v1/subscriptions")
+    with pytest.raises(StripeInternalError):
+        StripeSubscription.subscribe(user, price=monthly)
+
+    row = StripeSubscription.subscribe(
+        user, price=monthly, payment_method=StripePaymentMethod.objects.get(stripe_payment_method_id=method)
+    )
+
+    assert row.status == "active" and StripeSubscription.objects.count() == 1
+    assert len(subscriptions_at_fake(fake_stripe, cardless)) == 1
+
+
+def test_subscribing_again_while_the_first_payment_waits_returns_that_subscription(
+    fake_stripe, user, cardless, monthly
+):
+    set_up_card(fake_stripe, cardless, ALWAYS_AUTHENTICATE)
+    first = waiting(user, True, price=monthly)
+
+    again = waiting(user, True, price=monthly)
+
+    assert again.pk == first.pk and len(creations(fake_stripe)) == 1
+    assert len(subscriptions_at_fake(fake_stripe, cardless)) == 1
+
+
+def test_a_declined_first_payment_of_a_plan_subscription_is_not_returned_as_paid(
+    fake_stripe, user, cardless, plan
+):
+    """aa-stripe's callers took "no exception" for "paid": a declined card must still raise."""
+    set_up_card(fake_stripe, cardless, "4000000000000341")
+
+    row = waiting(user, True, plan=plan)
+
+    assert row.plan == plan and row.client_secret_for_owner()
+
+
+def test_a_price_mirrored_after_the_event_naming_it_is_followed_by_the_next_event(
+    client, fake_stripe, user, cardless, product, monthly
+):
+    set_up_card(fake_stripe, cardless, PLAIN)
+    row = StripeSubscription.subscribe(user, price=monthly)
+    yearly = made_price(product, recurring_interval="year", unit_amount=15000)
+    yearly_id = yearly.stripe_price_id
+    StripePrice.objects.filter(pk=yearly.pk).update(stripe_price_id="")  # not mirrored yet
+    data = fake_stripe.get(f"/v1/subscriptions/{row.stripe_subscription_id}")
+    item = {**data["items"]["data"][0], "price": {"id": yearly_id, "object": "price"}, "plan": None}
+    moved = {**data, "items": {**data["items"], "data": [item]}}
+    first = make_event("customer.subscription.updated", moved)
+    deliver(client, first)
+    row.refresh_from_db()
+    assert row.price == monthly  # unknown here yet: kept
+
+    StripePrice.objects.filter(pk=yearly.pk).update(stripe_price_id=yearly_id)  # price.created arrives
+    deliver(client, make_event("customer.subscription.updated", moved, created=first["created"] + 1))
+
+    row.refresh_from_db()
+    assert row.price_id == yearly.pk
+
+
+def test_a_late_retry_of_the_creation_event_does_not_make_a_paid_subscription_incomplete(
+    client, fake_stripe, user, cardless, monthly
+):
+    set_up_card(fake_stripe, cardless, ALWAYS_AUTHENTICATE)
+    row = waiting(user, True, price=monthly)
+    created_event = make_event(
+        "customer.subscription.created", {**row.stripe_response, "status": "incomplete"}
+    )
+    authenticate(fake_stripe, row.client_secret_for_owner(), success=True)
+    row.refresh_from_stripe()
+    assert row.status == "active"
+
+    deliver(client, created_event)  # Stripe's retry, days later
+
+    row.refresh_from_db()
+    assert row.status == "active"
+
+
+def test_an_active_subscription_with_a_pending_setup_intent_hands_over_its_secret(
+    fake_stripe, user, cardless, monthly
+):
+    row = StripeSubscription.subscribe(user, price=monthly, trial_period_days=7)
+    setup = row.stripe_response["pending_setup_intent"]
+    StripeSubscription.objects.filter(pk=row.pk).update(status="active")  # a 100% coupon, say
+    row.refresh_from_db()
+
+    assert row.waits_for_customer and row.client_secret_for_owner().startswith(
+        setup["id"] if isinstance(setup, dict) else setup
+    )
+
+
+def test_a_payment_method_of_a_replaced_customer_is_refused(fake_stripe, user, cardless, monthly):
+    card = saved_card(fake_stripe, cardless)
+    StripeCustomer.objects.filter(pk=cardless.pk).update(is_active=False)
+    card.refresh_from_db()
+
+    with pytest.raises(StripeMethodNotAllowed):
+        StripeSubscription.subscribe(user, price=monthly, payment_method=card)
+
+    assert creations(fake_stripe) == []
+
+
+def test_a_deleted_coupon_is_refused_before_a_customer_is_made(fake_stripe, user, monthly):
+    coupon = StripeCoupon.objects.create(coupon_id="GONE", percent_off=10, duration="once")
+    StripeCoupon.objects.all_with_deleted().filter(pk=coupon.pk).update(is_deleted=True)
+    coupon = StripeCoupon.objects.all_with_deleted().get(pk=coupon.pk)
+
+    with pytest.raises(StripeMethodNotAllowed):
+        StripeSubscription.subscribe(user, price=monthly, coupon=coupon)
+
+    assert not StripeCustomer.objects.exists() and creations(fake_stripe) == []
+
+
+# --- settings and the upgrade ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "charge_api", "refused"),
+    [
+        ("2024-06-20", "payment_intents", True),
+        ("2025-03-31.basil", "payment_intents", False),
+        ("2024-06-20", "charges", False),
+        (None, "payment_intents", False),
+    ],
+)
+def test_an_api_version_older_than_the_payment_intents_path_needs_is_a_system_check_error(
+    settings, version, charge_api, refused
+):
+    from aa_stripe.checks import check_stripe_settings
+
+    settings.STRIPE_API_VERSION = version
+    settings.STRIPE_CHARGE_API = charge_api
+
+    ids = [message.id for message in check_stripe_settings()]
+
+    assert ("aa_stripe.E002" in ids) is refused
+
+
+def test_the_upgrade_fills_period_trial_and_payment_method_from_the_stored_object(user, plan):
+    from django.apps import apps
+    from django.db import connection
+
+    backfill = importlib.import_module("aa_stripe.migrations.0041_subscription_periods_from_stored_objects")
+    stored = {
+        "id": "sub_stored",
+        "status": "trialing",
+        "trial_start": 1_800_000_000,
+        "trial_end": 1_801_000_000,
+        "default_payment_method": {"id": "pm_saved", "object": "payment_method"},
+        "items": {"data": [{"current_period_start": 1_800_000_000, "current_period_end": 1_802_000_000}]},
+    }
+    old_shape = {"id": "sub_old", "current_period_start": 1_500_000_000, "current_period_end": 1_502_000_000}
+    new = StripeSubscription.objects.create(user=user, plan=plan, stripe_response=stored)
+    old = StripeSubscription.objects.create(user=user, plan=plan, stripe_response=old_shape)
+    untouched = StripeSubscription.objects.create(user=user, plan=plan)
+
+    backfill.backfill_from_stored_objects(apps, connection.schema_editor())
+
+    new.refresh_from_db()
+    old.refresh_from_db()
+    untouched.refresh_from_db()
+    assert [int(value.timestamp()) for value in (new.current_period_end, new.trial_start, new.trial_end)] == [
+        1_802_000_000,
+        1_800_000_000,
+        1_801_000_000,
+    ]
+    assert new.default_payment_method == "pm_saved" and new.plan == plan
+    assert int(old.current_period_start.timestamp()) == 1_500_000_000 and old.trial_end is None
+    assert untouched.current_period_start is None and untouched.plan == plan

@@ -105,9 +105,12 @@ def _uses_charges_api() -> bool:
 
 
 def check_offer(
-    plan: StripeSubscriptionPlan | None, price: StripePrice | None, trial_period_days: int | None = None
+    plan: StripeSubscriptionPlan | None,
+    price: StripePrice | None,
+    trial_period_days: int | None = None,
+    coupon: StripeCoupon | None = None,
 ) -> None:
-    """Refuse what Stripe would refuse about the price or plan itself; sends nothing."""
+    """Refuse what Stripe would refuse about the price or plan, trial and coupon; sends nothing."""
     if price is not None:
         if not price.is_created_at_stripe:
             raise StripeInvalidInput(
@@ -127,10 +130,12 @@ def check_offer(
             )
     if plan is not None and not plan.is_created_at_stripe:
         raise StripeMethodNotAllowed("The plan is not created at Stripe yet.")
-    if trial_period_days is not None and not 0 < trial_period_days <= 730:
+    if trial_period_days is not None and not 0 <= trial_period_days <= 730:
         raise StripeInvalidInput(
-            "A trial lasts 1 to 730 days.", field="trial_period_days", code="trial_period_days"
+            "A trial lasts 0 to 730 days.", field="trial_period_days", code="trial_period_days"
         )
+    if coupon is not None and coupon.is_deleted:
+        raise StripeMethodNotAllowed(f"The coupon {coupon.coupon_id} is deleted.")
 
 
 def customer_of_payment_method(
@@ -141,6 +146,10 @@ def customer_of_payment_method(
     owner = payment_method.customer
     if owner.user_id != getattr(user, "pk", user) or (customer is not None and customer.pk != owner.pk):
         raise StripeMethodNotAllowed("The payment method belongs to another customer.")
+    if not (owner.is_active and owner.is_created_at_stripe):
+        raise StripeMethodNotAllowed(
+            "The payment method belongs to a customer that is no longer in use; save the card again."
+        )
     if payment_method.is_expired:
         raise StripePaymentMethodExpired()
     return owner
@@ -231,7 +240,7 @@ def client_secret_of(subscription: dict[str, Any]) -> str | None:
         secret = (invoice.get("confirmation_secret") or {}) if isinstance(invoice, dict) else {}
         return secret.get("client_secret") or None
     setup = subscription.get("pending_setup_intent")
-    if subscription.get("status") == "trialing" and isinstance(setup, dict):
+    if subscription.get("status") in ("trialing", "active") and isinstance(setup, dict):
         return setup.get("client_secret") or None
     return None
 
@@ -266,14 +275,19 @@ def plan_create(subscription: StripeSubscription) -> StripeOperation:
         return unfinished or _plan_new_create(subscription)
 
 
-def plan_subscribe(user: Any, request: Request) -> tuple[StripeOperation, StripeSubscription, bool]:
-    """``(operation, row, made_now)`` for a request to subscribe: an identical earlier request not
-    finished yet is reused (its row, its frozen request), else a new row is planned, committed."""
+def plan_subscribe(user: Any, request: Request) -> tuple[StripeOperation | None, StripeSubscription, bool]:
+    """``(operation, row, made_now)`` for a request to subscribe: the same request not finished yet
+    is reused (its row, its frozen request: whatever payment method or trial this one names), a
+    subscription of the user to the same offer that waits for its first payment is returned with no
+    operation (the customer pays that one), else a new row is planned, committed."""
     model = _model()
     with library_atomic(using=router.db_for_write(model)):
-        # Identical requests share the price (or plan): its row lock makes a second one wait for
-        # the first's plan to commit, and find it.
+        # Requests for one offer are serialised on its row lock: a second one waits for the first's
+        # plan to commit, and finds it.
         lock_for_update(request.price if request.price is not None else request.plan)
+        waiting = _waiting_row(model, user, request)
+        if waiting is not None:
+            return None, waiting, False
         pending = _pending_row(model, user, request)
         if pending is not None:
             lock_for_update(pending)  # create_at_stripe() of the same row plans under this lock
@@ -308,8 +322,8 @@ def _pending_row(model: type[StripeSubscription], user: Any, request: Request) -
     ).order_by("-pk")
     if request.customer is not None:
         candidates = candidates.filter(customer=request.customer)
-    if request.payment_method is not None:
-        candidates = candidates.filter(default_payment_method=request.payment_method.stripe_payment_method_id)
+    # Not the payment method nor the trial: a retry naming the card the first attempt charged by
+    # default must finish that attempt, not subscribe a second time.
     rows = [row for row in candidates if row.metadata == request.metadata]
     if not rows:
         return None
@@ -325,6 +339,23 @@ def _pending_row(model: type[StripeSubscription], user: Any, request: Request) -
         if found is None or found & set(StripeOperation.UNRESOLVED):
             return row
     return None
+
+
+def _waiting_row(model: type[StripeSubscription], user: Any, request: Request) -> StripeSubscription | None:
+    """The user's subscription to the same offer and coupon made at Stripe whose first payment waits
+    for the customer (``incomplete``): asking again must not make a second one to pay."""
+    return (
+        model.objects.filter(
+            user_id=getattr(user, "pk", user),
+            plan=request.plan,
+            price=request.price,
+            coupon=request.coupon,
+            is_created_at_stripe=True,
+            status=model.STATUS_INCOMPLETE,
+        )
+        .order_by("-pk")
+        .first()
+    )
 
 
 def lookup_create(operation: StripeOperation) -> Outcome | None:

@@ -18,6 +18,7 @@ from aa_stripe.exceptions import (
     StripeInvalidInput,
     StripeMethodNotAllowed,
     StripeOperationInProgress,
+    StripeSubscriptionIncomplete,
 )
 from aa_stripe.guard import library_atomic
 from aa_stripe.operations import journal
@@ -165,17 +166,20 @@ class StripeSubscription(StripeBasicModel):
         """Subscribe ``user`` to a recurring ``price`` (or a legacy ``plan``) at Stripe; the new row.
 
         ``plan`` may also be given a :class:`StripePrice` (the second positional argument of the
-        original API). How the first payment goes (``STRIPE_CHARGE_API = "payment_intents"``, the
+        original API). Returns the row only when nothing waits for payment (``active``, or
+        ``trialing``). How the first payment goes (``STRIPE_CHARGE_API = "payment_intents"``, the
         default): with ``payment_method`` (one of the user's saved methods) or a default payment
-        method of the customer, Stripe charges it at once (``allow_incomplete``): paid, the row is
-        ``active``; when the bank wants the customer (3-D Secure) or declines, it is ``incomplete``
-        and :meth:`client_secret_for_owner` hands stripe.js the first invoice's confirmation secret.
-        Without any, Stripe waits for stripe.js to collect a card (``default_incomplete``, same
-        secret); a trial without a card hands over its pending SetupIntent's secret instead. The
-        method that pays becomes the subscription's ``default_payment_method``; the customer's
-        default is unchanged. A user without a Stripe customer gets one (no card needed). With
-        ``STRIPE_CHARGE_API = "charges"`` a first payment that fails is an error and makes no
-        subscription, as aa-stripe did.
+        method of the customer, Stripe charges it at once (``allow_incomplete``); without any, Stripe
+        waits for stripe.js to collect a card (``default_incomplete``; a user without a Stripe customer
+        gets one, no card needed). When the bank wants the customer (3-D Secure), declines, or there
+        is no card, the subscription is made but ``incomplete``: :class:`StripeSubscriptionIncomplete`
+        is raised with the row as ``error.subscription``, whose :meth:`client_secret_for_owner` hands
+        stripe.js the first invoice's confirmation secret. Subscribing again to the same price (or
+        plan) and coupon while that row waits raises the same for the same row: never two. A trial
+        without a card is ``trialing`` and hands over its pending SetupIntent's secret. The method
+        that pays becomes the subscription's ``default_payment_method``; the customer's default is
+        unchanged. With ``STRIPE_CHARGE_API = "charges"`` a first payment that fails is an error and
+        makes no subscription, as aa-stripe did.
 
         Refused before anything is sent or saved: :class:`StripeInvalidInput` (``field="price"``) for
         a price that is archived, deleted, not created at Stripe, one-time, or in another currency
@@ -198,7 +202,7 @@ class StripeSubscription(StripeBasicModel):
             plan, price = None, plan
         if (plan is None) == (price is None):
             raise StripeInvalidInput("Subscribe to one price or one plan.", field="price")
-        subscription_operations.check_offer(plan, price, trial_period_days)
+        subscription_operations.check_offer(plan, price, trial_period_days, coupon)
         if payment_method is not None:
             customer = subscription_operations.customer_of_payment_method(user, payment_method, customer)
         elif customer is None and subscription_operations.may_create_customer(user):
@@ -213,12 +217,19 @@ class StripeSubscription(StripeBasicModel):
             trial_period_days=trial_period_days,
         )
         operation, row, made_now = subscription_operations.plan_subscribe(user, request)
+        if operation is None:  # the same subscription waits for its first payment: that one
+            raise StripeSubscriptionIncomplete(
+                subscription=row, payment_attempted=subscription_operations.first_payment_attempted(row)
+            )
         try:
             outcome = journal.execute(operation, target=row)
         except StripeOperationInProgress as err:
             err.subscription = row  # type: ignore[attr-defined]
             raise
         if outcome.succeeded:
+            if row.status == cls.STATUS_INCOMPLETE:
+                attempted = operation.params.get("payment_behavior") != "default_incomplete"
+                raise StripeSubscriptionIncomplete(subscription=row, payment_attempted=attempted)
             return row
         error = outcome.error or StripeInternalError()
         kept: StripeSubscription | None = row
@@ -231,12 +242,13 @@ class StripeSubscription(StripeBasicModel):
     @property
     def waits_for_customer(self) -> bool:
         """Whether the customer has something to do: pay the first invoice (``incomplete``), or give
-        a card for a trial that has none yet (a pending SetupIntent)."""
+        a card Stripe asked for with a pending SetupIntent (a trial, or a first invoice of 0)."""
         if self.status == self.STATUS_INCOMPLETE:
             return True
-        return self.status == self.STATUS_TRIAL and bool(
-            (self.stripe_response or {}).get("pending_setup_intent")
-        )
+        # Stripe collects a card with a SetupIntent whenever the first invoice asked for no payment
+        # (a trial, a 100% coupon, a credit balance): the subscription runs meanwhile.
+        running = self.status in (self.STATUS_TRIAL, self.STATUS_ACTIVE)
+        return running and bool((self.stripe_response or {}).get("pending_setup_intent"))
 
     def client_secret_for_owner(self) -> str | None:
         """The secret stripe.js needs while :attr:`waits_for_customer`: the first invoice's
@@ -270,7 +282,6 @@ class StripeSubscription(StripeBasicModel):
     def set_stripe_data(self, subscription: dict[str, Any]) -> None:
         """Apply Stripe's subscription object to the row (no Stripe call) and save."""
         self.stripe_subscription_id = subscription["id"]
-        previous_offer = offer_id_of(self.stripe_response or {})
         self.stripe_response = subscription
         self.is_created_at_stripe = True
         was_canceled = self.status == self.STATUS_CANCELED
@@ -295,7 +306,7 @@ class StripeSubscription(StripeBasicModel):
         method = subscription.get("default_payment_method")
         self.default_payment_method = (method.get("id") if isinstance(method, dict) else method) or ""
         offer_id = offer_id_of(subscription)
-        if offer_id and offer_id != previous_offer:
+        if offer_id:
             self._follow_offer(offer_id)
         self.save()
 
@@ -307,8 +318,9 @@ class StripeSubscription(StripeBasicModel):
         }
         if offer_id in held:
             return
-        price = StripePrice.objects.filter(stripe_price_id=offer_id).first()
+        # Stripe shows a plan's id as its price's id too: a row of ours for the plan wins.
         plan = StripeSubscriptionPlan.objects.filter(stripe_plan_id=offer_id).first()
+        price = StripePrice.objects.filter(stripe_price_id=offer_id).first() if plan is None else None
         if price is None and plan is None:
             logger.warning(
                 "Subscription %s is now for %s, which is neither a price nor a plan here: kept as %s",

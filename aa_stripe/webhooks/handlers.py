@@ -265,18 +265,33 @@ def charge_disputed(webhook: StripeWebhook) -> None:
 # --- subscriptions ------------------------------------------------------------------------------
 
 
+def _behind(subscription: StripeSubscription) -> Callable[[dict[str, Any]], bool]:
+    """A subscription never goes back to ``incomplete`` at Stripe: an event saying so about a row
+    past it (a late retry of customer.subscription.created after the row was refreshed or paid)
+    is older than what was applied; Stripe is asked instead."""
+
+    def stale(data: dict[str, Any]) -> bool:
+        incomplete = StripeSubscription.STATUS_INCOMPLETE
+        return data.get("status") == incomplete and subscription.status not in ("", incomplete)
+
+    return stale
+
+
 @register_webhook_handler(
     "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"
 )
 def subscription_changed(webhook: StripeWebhook) -> None:
     data = webhook.data_object
     subscription = (
-        StripeSubscription.objects.select_for_update().filter(stripe_subscription_id=data.get("id")).first()
+        StripeSubscription.objects.select_for_update(of=("self",))
+        .select_related("price", "plan")  # compared with the event's price: no query when unchanged
+        .filter(stripe_subscription_id=data.get("id"))
+        .first()
     )
     if subscription is None:
         bury_if_deleted(webhook)
         return
-    change = incoming(webhook, subscription, "subscriptions")
+    change = incoming(webhook, subscription, "subscriptions", stale=_behind(subscription))
     if change is None:
         return
     data = change.data

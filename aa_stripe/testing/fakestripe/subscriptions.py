@@ -316,10 +316,15 @@ def _payment_settings(value: Any) -> dict[str, Any]:
 
 
 def _check_currency(customer: str, currency: str) -> None:
+    # Stripe: a customer is billed in one currency while it has an active subscription (or schedule,
+    # discount, quote, invoice item) in it; ended subscriptions do not hold the currency.
     held = {
         sub.currency
         for key, sub in resources.store.items()
-        if key.startswith("subscription:") and sub.customer == customer and getattr(sub, "currency", None)
+        if key.startswith("subscription:")
+        and sub.customer == customer
+        and getattr(sub, "currency", None)
+        and sub.status not in ("canceled", "incomplete_expired")
     }
     if held and currency not in held:
         raise _refused(
