@@ -208,12 +208,15 @@ def test_a_card_that_asks_returns_the_subscription_incomplete_with_its_secret(
     assert len(creations(fake_stripe)) == 1
 
 
-def test_without_any_card_stripe_js_collects_one_and_no_error_is_returned(fake_stripe, user, monthly):
+def test_without_any_card_stripe_js_collects_one(fake_stripe, user, monthly):
+    """INCOMPLETE with the secret, and an error all the same: a client written before clientSecret
+    existed must not show an unpaid subscription as done."""
     assert not StripeCustomer.objects.filter(user=user).exists()
 
     payload = subscribe(signed_in(user), price=gid(monthly))
 
-    assert payload["errors"] == []
+    [error] = payload["errors"]
+    assert (error["code"], error["field"]) == ("AUTHENTICATION_REQUIRED", None) and "card" in error["message"]
     assert payload["subscription"]["status"] == "INCOMPLETE"
     assert payload["clientSecret"] and payload["subscription"]["clientSecret"] == payload["clientSecret"]
     customer = StripeCustomer.objects.get(user=user)

@@ -21,6 +21,7 @@ from aa_stripe.exceptions import (
     StripeInternalError,
     StripeInvalidInput,
     StripeMethodNotAllowed,
+    StripeOperationInProgress,
     StripePaymentMethodExpired,
     StripeSubscriptionIncomplete,
 )
@@ -597,3 +598,64 @@ def test_the_upgrade_fills_period_trial_and_payment_method_from_the_stored_objec
     assert new.default_payment_method == "pm_saved" and new.plan == plan
     assert int(old.current_period_start.timestamp()) == 1_500_000_000 and old.trial_end is None
     assert untouched.current_period_start is None and untouched.plan == plan
+
+
+def test_a_waiting_subscription_that_lapsed_unseen_does_not_block_subscribing_again(
+    fake_stripe, user, cardless, monthly
+):
+    first = waiting(user, False, price=monthly)
+    assert _post(fake_stripe, f"/v1/subscriptions/{first.stripe_subscription_id}/_expire").ok  # no event here
+    set_up_card(fake_stripe, cardless, PLAIN)
+
+    second = StripeSubscription.subscribe(user, price=monthly)
+
+    first.refresh_from_db()
+    assert second.pk != first.pk and second.status == "active"
+    assert first.status == StripeSubscription.STATUS_INCOMPLETE_EXPIRED
+
+
+def test_a_waiting_subscription_paid_unseen_is_returned_paid_not_made_again(
+    fake_stripe, user, cardless, monthly
+):
+    set_up_card(fake_stripe, cardless, ALWAYS_AUTHENTICATE)
+    first = waiting(user, True, price=monthly)
+    authenticate(fake_stripe, first.client_secret_for_owner(), success=True)  # the event is missed
+
+    again = StripeSubscription.subscribe(user, price=monthly)
+
+    assert again.pk == first.pk and again.status == "active" and len(creations(fake_stripe)) == 1
+
+
+def test_a_waiting_subscription_with_other_metadata_is_another_request(fake_stripe, user, cardless, monthly):
+    first = waiting(user, False, price=monthly, metadata={"team": "a"})
+
+    second = waiting(user, False, price=monthly, metadata={"team": "b"})
+
+    assert second.pk != first.pk and len(creations(fake_stripe)) == 2
+
+
+def test_a_retry_naming_another_card_than_the_lost_attempt_s_is_told_to_wait(
+    fake_stripe, user, cardless, monthly
+):
+    set_up_card(fake_stripe, cardless, PLAIN)
+    other = saved_card(fake_stripe, cardless, "5555555555554444")
+    fake_stripe.proxy.inject("drop_before", method="POST", path_prefix="/v1/subscriptions")
+    with pytest.raises(StripeInternalError):
+        StripeSubscription.subscribe(user, price=monthly)
+
+    with pytest.raises(StripeOperationInProgress):
+        StripeSubscription.subscribe(user, price=monthly, payment_method=other)
+
+    assert len(creations(fake_stripe)) == 1  # the lost one only: the other card charged nothing
+
+
+def test_reading_the_secret_records_what_stripe_says(fake_stripe, user, cardless, monthly):
+    set_up_card(fake_stripe, cardless, ALWAYS_AUTHENTICATE)
+    row = waiting(user, True, price=monthly)
+    authenticate(fake_stripe, row.client_secret_for_owner(), success=True)
+    fresh = StripeSubscription.objects.get(pk=row.pk)
+
+    assert fresh.client_secret_for_owner() is None and fresh.client_secret_for_owner() is None
+
+    fresh.refresh_from_db()
+    assert fresh.status == "active"

@@ -130,9 +130,11 @@ def check_offer(
             )
     if plan is not None and not plan.is_created_at_stripe:
         raise StripeMethodNotAllowed("The plan is not created at Stripe yet.")
-    if trial_period_days is not None and not 0 <= trial_period_days <= 730:
+    if trial_period_days is not None and not 0 < trial_period_days <= 730:
         raise StripeInvalidInput(
-            "A trial lasts 0 to 730 days.", field="trial_period_days", code="trial_period_days"
+            "A trial lasts 1 to 730 days (leave it out for none).",
+            field="trial_period_days",
+            code="trial_period_days",
         )
     if coupon is not None and coupon.is_deleted:
         raise StripeMethodNotAllowed(f"The coupon {coupon.coupon_id} is deleted.")
@@ -292,6 +294,11 @@ def plan_subscribe(user: Any, request: Request) -> tuple[StripeOperation | None,
         if pending is not None:
             lock_for_update(pending)  # create_at_stripe() of the same row plans under this lock
         if pending is not None and not pending.is_created_at_stripe:
+            if not _same_card(pending, request):
+                raise StripeOperationInProgress(
+                    "An earlier request to subscribe to this, with another card, is not finished yet "
+                    "(its answer was lost); try again in a minute."
+                )
             unfinished = StripeOperation.unresolved_for(pending).filter(kind=CREATE).first()
             return unfinished or _plan_new_create(pending), pending, False
         row = model(
@@ -341,21 +348,33 @@ def _pending_row(model: type[StripeSubscription], user: Any, request: Request) -
     return None
 
 
+def _same_card(pending: StripeSubscription, request: Request) -> bool:
+    """Whether finishing ``pending``'s frozen request charges the card this request names (any
+    card, when it names none): a retry with another card must not charge the first one."""
+    if request.payment_method is None:
+        return True
+    named = request.payment_method.stripe_payment_method_id
+    if pending.default_payment_method:
+        return pending.default_payment_method == named
+    customer = pending.customer or request.payment_method.customer
+    return customer.default_payment_method_id == named
+
+
 def _waiting_row(model: type[StripeSubscription], user: Any, request: Request) -> StripeSubscription | None:
-    """The user's subscription to the same offer and coupon made at Stripe whose first payment waits
-    for the customer (``incomplete``): asking again must not make a second one to pay."""
-    return (
-        model.objects.filter(
-            user_id=getattr(user, "pk", user),
-            plan=request.plan,
-            price=request.price,
-            coupon=request.coupon,
-            is_created_at_stripe=True,
-            status=model.STATUS_INCOMPLETE,
-        )
-        .order_by("-pk")
-        .first()
-    )
+    """The user's subscription of the same request (offer, coupon, metadata, customer) made at
+    Stripe whose first payment waits for the customer (``incomplete``): asking again must not make a
+    second one to pay. A card this request names pays it through its client secret (stripe.js)."""
+    candidates = model.objects.filter(
+        user_id=getattr(user, "pk", user),
+        plan=request.plan,
+        price=request.price,
+        coupon=request.coupon,
+        is_created_at_stripe=True,
+        status=model.STATUS_INCOMPLETE,
+    ).order_by("-pk")
+    if request.customer is not None:
+        candidates = candidates.filter(customer=request.customer)
+    return next((row for row in candidates if row.metadata == request.metadata), None)
 
 
 def lookup_create(operation: StripeOperation) -> Outcome | None:

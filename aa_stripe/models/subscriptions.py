@@ -217,20 +217,22 @@ class StripeSubscription(StripeBasicModel):
             trial_period_days=trial_period_days,
         )
         operation, row, made_now = subscription_operations.plan_subscribe(user, request)
-        if operation is None:  # the same subscription waits for its first payment: that one
-            raise StripeSubscriptionIncomplete(
-                subscription=row, payment_attempted=subscription_operations.first_payment_attempted(row)
-            )
+        if operation is None:
+            # The same subscription waits for its first payment: that one, as Stripe has it now (it
+            # may have been paid, or have lapsed, with the event missed).
+            row.refresh_from_stripe()
+            if row.status not in subscription_operations.ENDED:
+                return row._paid_or_raise(subscription_operations.first_payment_attempted(row))
+            operation, row, made_now = subscription_operations.plan_subscribe(user, request)
+            if operation is None:  # another request made one meanwhile
+                return row._paid_or_raise(subscription_operations.first_payment_attempted(row))
         try:
             outcome = journal.execute(operation, target=row)
         except StripeOperationInProgress as err:
             err.subscription = row  # type: ignore[attr-defined]
             raise
         if outcome.succeeded:
-            if row.status == cls.STATUS_INCOMPLETE:
-                attempted = operation.params.get("payment_behavior") != "default_incomplete"
-                raise StripeSubscriptionIncomplete(subscription=row, payment_attempted=attempted)
-            return row
+            return row._paid_or_raise(operation.params.get("payment_behavior") != "default_incomplete")
         error = outcome.error or StripeInternalError()
         kept: StripeSubscription | None = row
         if outcome.state == StripeOperation.REFUSED and made_now:
@@ -238,6 +240,11 @@ class StripeSubscription(StripeBasicModel):
             kept = None
         error.subscription = kept  # type: ignore[attr-defined]
         raise error
+
+    def _paid_or_raise(self, payment_attempted: bool) -> StripeSubscription:
+        if self.status == self.STATUS_INCOMPLETE:
+            raise StripeSubscriptionIncomplete(subscription=self, payment_attempted=payment_attempted)
+        return self
 
     @property
     def waits_for_customer(self) -> bool:
@@ -253,17 +260,25 @@ class StripeSubscription(StripeBasicModel):
     def client_secret_for_owner(self) -> str | None:
         """The secret stripe.js needs while :attr:`waits_for_customer`: the first invoice's
         confirmation secret (``confirmCardPayment``), or the trial's pending SetupIntent's
-        (``confirmCardSetup``); None otherwise. Read from Stripe on each call and never stored: hand
-        it to the subscription's owner only."""
+        (``confirmCardSetup``); None otherwise. Read from Stripe (once per instance; what Stripe says
+        of the subscription is applied to the row) and never stored: hand it to its owner only."""
         if not self.stripe_subscription_id or not self.waits_for_customer:
             return None
+        if getattr(self, "_client_secret_read", False):  # once per instance (a request's payload)
+            return self._client_secret
         found = stripe_api.call(
             "subscriptions",
             "retrieve",
             self.stripe_subscription_id,
             params={"expand": list(subscription_operations.EXPAND)},
         )
-        return subscription_operations.client_secret_of(found)
+        secret = subscription_operations.client_secret_of(found)
+        # What was read is applied (redacted on save): paid or lapsed meanwhile, the row says so.
+        with library_atomic(using=router.db_for_write(type(self), instance=self)):
+            lock_for_update(self)
+            self.set_stripe_data(found)
+        self._client_secret_read, self._client_secret = True, secret if self.waits_for_customer else None
+        return self._client_secret
 
     def create_at_stripe(self) -> dict[str, Any]:
         """Create the subscription at Stripe; returns Stripe's subscription.

@@ -60,6 +60,7 @@ _CLIENT_SECRET = (
     "or no card given yet; confirmCardPayment), or the trial's SetupIntent secret when there is no card "
     "to charge yet (confirmCardSetup); null otherwise. Never stored: read from Stripe, also on a replay."
 )
+_CARD_NEEDED_MESSAGE = "The first payment needs a card: confirm it with clientSecret and the customer's card."
 _WAITS_MESSAGE = (
     "The first payment waits for the customer (authentication, or another card): "
     "confirm it with clientSecret."
@@ -198,10 +199,12 @@ class CreateStripeSubscription(StripeMutation):
                 StripeErrorCode.NO_ACTIVE_CUSTOMER, "Add a card first: you have no active customer."
             ) from None
         except StripeSubscriptionIncomplete as err:
-            # Made, waiting for the customer: a card was charged and the bank wants them (or declined),
-            # or there is no card yet and stripe.js collects one (no error: that is the flow).
-            errors = [stripe_error(StripeErrorCode.AUTHENTICATION_REQUIRED, _WAITS_MESSAGE)]
-            return {"subscription": err.subscription, "errors": errors if err.payment_attempted else []}
+            # Made, not paid: a card was charged and the bank wants the customer (or declined), or
+            # there is no card yet and stripe.js collects one. Always an error, so that a client
+            # written before clientSecret existed never shows an unpaid subscription as done.
+            message = _WAITS_MESSAGE if err.payment_attempted else _CARD_NEEDED_MESSAGE
+            errors = [stripe_error(StripeErrorCode.AUTHENTICATION_REQUIRED, message)]
+            return {"subscription": err.subscription, "errors": errors}
         except AaStripeError as err:
             kept = getattr(err, "subscription", None)  # a row Stripe may have acted on, kept
             if kept is None:

@@ -27,8 +27,6 @@ MAX_LISTED = 100
 WAITING_READ_EVERY = timedelta(hours=1)
 WAITING_READ_FOR = timedelta(days=7)
 WAITING_READ_LIMIT = 500
-#: incomplete subscriptions lapse after 23 hours at Stripe; Stripe retries an event for 3 days
-INCOMPLETE_READ_FOR = timedelta(days=3)
 
 
 def unfinished(now: Any = None) -> QuerySet[StripeOperation]:
@@ -51,7 +49,7 @@ class Command(StripeCommand):
         "at once (each operation is claimed). Exits non-zero when any stays unresolved, and mails "
         "ADMINS about those unresolved longer than STRIPE_OPERATIONS_ALERT_AFTER seconds. Also reads "
         "again, once an hour for a week, PaymentIntent charges still waiting for the customer or "
-        "processing, and for three days subscriptions whose first payment waits (incomplete), in case "
+        "processing, and subscriptions whose first payment waits (incomplete), in case "
         "their outcome's webhook was missed."
     )
 
@@ -124,14 +122,13 @@ class Command(StripeCommand):
 
     def _read_incomplete_subscriptions(self) -> tuple[int, int]:
         """Subscriptions whose first payment waits for the customer (``incomplete``), unchanged for an
-        hour and less than three days old (Stripe lets them lapse after 23 hours): read from Stripe, at
-        most once an hour each, in case the webhook saying they were paid, or lapsed, was missed."""
+        hour: read from Stripe, at most once an hour each, in case the webhook saying they were paid,
+        or lapsed, was missed. Stripe lets them lapse after 23 hours, so each leaves the set soon."""
         now = timezone.now()
         waiting = StripeSubscription.objects.filter(
             status=StripeSubscription.STATUS_INCOMPLETE,
             is_created_at_stripe=True,
             updated__lt=now - WAITING_READ_EVERY,
-            created__gt=now - INCOMPLETE_READ_FOR,
         )
         read = changed = 0
         for subscription in waiting.order_by("pk")[:WAITING_READ_LIMIT]:
