@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from aa_stripe.exceptions import StripeCardError
 from aa_stripe.models import (
@@ -282,12 +282,15 @@ def _behind(subscription: StripeSubscription) -> Callable[[dict[str, Any]], bool
 )
 def subscription_changed(webhook: StripeWebhook) -> None:
     data = webhook.data_object
-    subscription = (
-        StripeSubscription.objects.select_for_update(of=("self",))
-        .select_related("price", "plan")  # compared with the event's price: no query when unchanged
-        .filter(stripe_subscription_id=data.get("id"))
-        .first()
-    )
+    rows = StripeSubscription.objects.filter(stripe_subscription_id=data.get("id"))
+    features = connections[rows.db].features
+    if features.has_select_for_update_of or not features.has_select_for_update:
+        # the price and plan compared with the event's come in the same query, unlocked (SQLite
+        # locks no rows: its write transaction serialises writers)
+        rows = rows.select_for_update(of=("self",)).select_related("price", "plan")
+    else:  # MariaDB: no FOR UPDATE OF
+        rows = rows.select_for_update()
+    subscription = rows.first()
     if subscription is None:
         bury_if_deleted(webhook)
         return
