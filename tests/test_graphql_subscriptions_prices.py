@@ -404,9 +404,9 @@ def test_a_replay_returns_the_same_subscription_and_reads_its_secret_again(
     assert secret not in str(key) and "_secret_" not in str(key)  # recomputed, never stored
 
 
-def test_a_trial_without_a_card_hands_over_its_setup_intent_secret(fake_stripe, user):
-    """A legacy plan with a trial, and no card yet: nothing to pay now, so the secret is the trial's
-    SetupIntent's (stripe.js confirmCardSetup), without an error."""
+def test_a_legacy_plan_still_needs_a_card_on_file(fake_stripe, user):
+    """As with aa-stripe: subscribing to a plan without a card is NO_ACTIVE_CUSTOMER, nothing made
+    (only subscriptions to prices let stripe.js collect the card)."""
     trial = StripeSubscriptionPlan.objects.create(
         amount=900, name="trial", interval=StripeSubscriptionPlan.INTERVAL_MONTH, trial_period_days=14
     )
@@ -414,8 +414,16 @@ def test_a_trial_without_a_card_hands_over_its_setup_intent_secret(fake_stripe, 
 
     payload = subscribe(signed_in(user), plan=gid(trial))
 
-    assert payload["errors"] == []
-    sub = payload["subscription"]
+    assert codes(payload) == [(None, "NO_ACTIVE_CUSTOMER")] and payload["subscription"] is None
+    assert not StripeSubscription.objects.exists() and creations(fake_stripe) == []
+
+
+def test_a_trial_without_a_card_shows_its_owner_the_setup_intent_secret(fake_stripe, user, monthly):
+    """Nothing to pay now: the secret is the trial's SetupIntent's (stripe.js confirmCardSetup)."""
+    row = StripeSubscription.subscribe(user, price=monthly, trial_period_days=14)
+
+    sub = node(signed_in(user), row)
+
     assert sub["status"] == "TRIALING" and sub["trialEnd"] is not None
-    assert payload["clientSecret"].startswith("seti_") and sub["clientSecret"] == payload["clientSecret"]
-    assert payload["clientSecret"] not in str(StripeSubscription.objects.get().stripe_response)
+    assert sub["clientSecret"].startswith("seti_")
+    assert sub["clientSecret"] not in str(StripeSubscription.objects.get().stripe_response)

@@ -34,6 +34,7 @@ from aa_stripe.exceptions import (
     StripeInvalidInput,
     StripeInvalidRequestError,
     StripeMethodNotAllowed,
+    StripeNoActiveCustomer,
     StripeOperationInProgress,
     StripePaymentMethodExpired,
 )
@@ -157,10 +158,11 @@ def customer_of_payment_method(
     return owner
 
 
-def may_create_customer(user: Any) -> bool:
-    """Whether subscribing should first make the user a Stripe customer (without a card): on the
-    PaymentIntents path, when the user has no active customer."""
-    if _uses_charges_api():
+def may_create_customer(user: Any, price: StripePrice | None) -> bool:
+    """Whether subscribing should first make the user a Stripe customer (without a card): to a price
+    on the PaymentIntents path, when the user has no active customer. (A legacy plan needs a card
+    on file, as with aa-stripe: NO_ACTIVE_CUSTOMER otherwise.)"""
+    if _uses_charges_api() or price is None:
         return False
     return StripeCustomer.get_latest_active_customer_for_user(user) is None
 
@@ -194,6 +196,10 @@ def payment_behavior(subscription: StripeSubscription, customer: StripeCustomer)
         return "error_if_incomplete"
     if subscription.default_payment_method or customer.default_payment_method_id:
         return "allow_incomplete"
+    if subscription.price is None:
+        # A legacy plan subscription needs a card on file, as aa-stripe's did: its callers were never
+        # asked to collect one with stripe.js.
+        raise StripeNoActiveCustomer("Add a card first: the customer has no payment method.")
     return "default_incomplete"
 
 

@@ -171,8 +171,10 @@ class StripeSubscription(StripeBasicModel):
         default): with ``payment_method`` (one of the user's saved methods) or a default payment
         method of the customer, Stripe charges it at once (``allow_incomplete``); without any, Stripe
         waits for stripe.js to collect a card (``default_incomplete``; a user without a Stripe customer
-        gets one, no card needed). When the bank wants the customer (3-D Secure), declines, or there
-        is no card, the subscription is made but ``incomplete``: :class:`StripeSubscriptionIncomplete`
+        gets one, no card needed), for a price; a legacy plan needs a card on file, as aa-stripe's did
+        (:class:`StripeNoActiveCustomer` otherwise). When the bank wants the customer (3-D Secure),
+        declines, or there is no card, the subscription is made but ``incomplete``:
+        :class:`StripeSubscriptionIncomplete`
         is raised with the row as ``error.subscription``, whose :meth:`client_secret_for_owner` hands
         stripe.js the first invoice's confirmation secret. Subscribing again to the same price (or
         plan) and coupon while that row waits raises the same for the same row: never two. A trial
@@ -205,7 +207,7 @@ class StripeSubscription(StripeBasicModel):
         subscription_operations.check_offer(plan, price, trial_period_days, coupon)
         if payment_method is not None:
             customer = subscription_operations.customer_of_payment_method(user, payment_method, customer)
-        elif customer is None and subscription_operations.may_create_customer(user):
+        elif customer is None and subscription_operations.may_create_customer(user, price):
             customer = StripeCustomer.get_or_create_for_user(user)
         request = subscription_operations.Request(
             plan=plan,
