@@ -11,6 +11,11 @@ class AaStripeConfig(AppConfig):
     def ready(self) -> None:
         from aa_stripe import checks  # noqa: F401  (registers the system checks)
         from aa_stripe.redaction import install_log_filter
-        from aa_stripe.webhooks import catalog_handlers, handlers, payment_method_handlers  # noqa: F401  (the built-in webhook handlers)
+        from aa_stripe.webhooks import (  # noqa: F401  (the built-in webhook handlers)
+            catalog_handlers,
+            handlers,
+            invoice_handlers,
+            payment_method_handlers,
+        )
 
         install_log_filter()  # stripe-python logs whole bodies at DEBUG: no client secrets in them

@@ -23,3 +23,11 @@ stripe_webhook_stored = Signal()
 #: sent with ``charge`` (the StripeCharge, or None if unknown here), ``dispute`` (Stripe's dispute
 #: object), ``event_action`` (created, updated, closed, ...) and ``webhook`` on charge.dispute.* events.
 stripe_charge_disputed = Signal()
+#: sent with ``invoice`` (the StripeInvoice) and ``subscription`` (its StripeSubscription, or None)
+#: once per invoice when a subscription's payment failed (``invoice.payment_failed``): the card was
+#: declined; ask the user for another card (pay the invoice on-session with its client secret).
+stripe_subscription_payment_failed = Signal()
+#: sent with ``invoice`` and ``subscription`` once per invoice when the bank wants the customer to
+#: authenticate a subscription's payment (``invoice.payment_action_required``): ask the user back to
+#: pay it on-session (``StripeInvoice.client_secret_for_owner()``).
+stripe_subscription_payment_action_required = Signal()

@@ -81,3 +81,24 @@ class StripePaymentStatus(graphene.Enum):
             "failed": "The last attempt was declined (failureCode and declineCode say why); nothing is "
             "retried off-session, the owner may pay it on-session (payStripeCharge).",
         }[self.value]
+
+
+class StripeInvoiceStatus(graphene.Enum):
+    """Stripe's status of an invoice."""
+
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    UNCOLLECTIBLE = "uncollectible"
+    VOID = "void"
+
+    @property
+    def description(self) -> str:
+        return {
+            "draft": "Not finalized yet: Stripe may still change it, and it has no number.",
+            "open": "Finalized and waiting for payment (a renewal whose payment failed or waits for "
+            "authentication stays open: its owner may pay it with clientSecret).",
+            "paid": "Paid.",
+            "uncollectible": "Stripe gave up collecting it (it may still be paid).",
+            "void": "Canceled; it can no longer be paid.",
+        }[self.value]

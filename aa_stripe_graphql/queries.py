@@ -24,9 +24,10 @@ from aa_stripe.models import (
 from aa_stripe.models.products import SELLABLE
 
 from .catalog import StripePriceType, StripeProductType
-from .enums import StripeSubscriptionStatus
+from .enums import StripeInvoiceStatus, StripeSubscriptionStatus
 from .errors import masked
 from .filters import StripeChargeFilter, StripeCouponFilter, StripeCustomerFilter, StripeSubscriptionFilter
+from .invoices import StripeInvoiceType, invoices
 from .limits import page_size
 from .permissions import require_perm, require_signed_in
 from .types import (
@@ -166,7 +167,7 @@ class StripeQuery(graphene.ObjectType):
 
     class Meta:
         description = (
-            "Stripe customers, charges, subscriptions, plans, coupons, products and prices "
+            "Stripe customers, charges, subscriptions, invoices, plans, coupons, products and prices "
             "(aa_stripe_graphql)."
         )
 
@@ -191,6 +192,15 @@ class StripeQuery(graphene.ObjectType):
         StripeSubscriptionType,
         "Your subscriptions; all with aa_stripe.view_stripesubscription.",
         status=graphene.Argument(StripeSubscriptionStatus, description="Only subscriptions in this status."),
+    )
+    stripe_invoices = connection(
+        StripeInvoiceType,
+        "The invoices of your customers, newest first; all with aa_stripe.view_stripeinvoice.",
+        subscription=graphene.ID(
+            description="Only the invoices of this subscription (a StripeSubscription's global id); "
+            "none for a subscription you may not see."
+        ),
+        status=graphene.Argument(StripeInvoiceStatus, description="Only invoices in this status."),
     )
     stripe_subscription_plans = connection(
         StripeSubscriptionPlanType,
@@ -267,6 +277,14 @@ class StripeQuery(graphene.ObjectType):
         require_signed_in(info)
         arguments = {"status": getattr(status, "value", status)}
         return filtered(StripeSubscriptionFilter, StripeSubscription.objects.order_by("-pk"), arguments)
+
+    @staticmethod
+    @masked
+    def resolve_stripe_invoices(
+        root: Any, info: Any, subscription: str | None = None, status: Any = None, **kwargs: Any
+    ) -> Any:
+        require_signed_in(info)
+        return invoices(info, subscription, status)
 
     @staticmethod
     @masked

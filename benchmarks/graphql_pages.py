@@ -1,11 +1,12 @@
-"""GraphQL pages: 100 charges and 100 subscriptions of one user, nested customer/plan/coupon; and
-100 prices for sale with their products.
+"""GraphQL pages: 100 charges and 100 subscriptions of one user, nested customer/plan/coupon; 100
+prices for sale with their products; and 100 invoices of the user with their subscriptions.
 
     DJANGO_SETTINGS_MODULE=tests.settings .venv/bin/python benchmarks/graphql_pages.py
         [--rounds 7] [--requests 20] [--profile VARIANT]
 
-Times two workloads, one POST each: ``stripeCharges(first: 100)`` + ``stripeSubscriptions(first:
-100)``, and ``stripePrices(first: 100)`` (``_prices_workload.py``), through four views behind the
+Times three workloads, one POST each: ``stripeCharges(first: 100)`` + ``stripeSubscriptions(first:
+100)``, ``stripePrices(first: 100)`` (``_prices_workload.py``) and ``stripeInvoices(first: 100)``
+(``_invoices_workload.py``), through four views behind the
 same middleware (tests/settings MIDDLEWARE) and the same session login (``Client.force_login``),
 in-process with ``django.test.Client``:
 
@@ -43,6 +44,7 @@ import django  # noqa: E402
 
 django.setup()
 
+import _invoices_workload as invoice_pages  # noqa: E402
 import _prices_workload as price_pages  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -54,7 +56,7 @@ from graphene_django.views import GraphQLView  # noqa: E402
 from graphql import build_schema, graphql_sync  # noqa: E402
 from graphql_relay import to_global_id  # noqa: E402
 
-from aa_stripe.models import StripeCharge, StripeSubscription  # noqa: E402
+from aa_stripe.models import StripeCharge, StripeInvoice, StripeSubscription  # noqa: E402
 from aa_stripe_graphql.schema import schema as stripe_schema  # noqa: E402
 
 TARGET_RATIO = 2.5
@@ -80,6 +82,7 @@ query Pages {
 WORKLOADS = {
     "charges + subscriptions": json.dumps({"query": QUERY, "operationName": "Pages"}),
     "prices": json.dumps({"query": price_pages.PRICES_QUERY, "operationName": "Prices"}),
+    "invoices": json.dumps({"query": invoice_pages.INVOICES_QUERY, "operationName": "Invoices"}),
 }
 
 
@@ -123,8 +126,11 @@ def visible_customer(request: HttpRequest, charge: StripeCharge) -> Any:
 
 
 def hand_view(request: HttpRequest) -> HttpResponse:
-    if json.loads(request.body).get("operationName") == "Prices":  # read the same body as the others
+    operation = json.loads(request.body).get("operationName")  # read the same body as the others
+    if operation == "Prices":
         return JsonResponse({"data": price_pages.hand_prices(request)})
+    if operation == "Invoices":
+        return JsonResponse({"data": invoice_pages.hand_invoices(request)})
     charge_edges = []
     for charge in charges(request):
         customer = visible_customer(request, charge)
@@ -196,9 +202,10 @@ type Query {
 }
 """
     + price_pages.PRICES_SDL
+    + invoice_pages.INVOICES_SDL
 )
 CORE_SCHEMA = build_schema(SDL)
-for _enum_name in ("StripePlanInterval", "StripeSubscriptionStatus"):
+for _enum_name in ("StripePlanInterval", "StripeSubscriptionStatus", *invoice_pages.ENUMS):
     for _name, _value in CORE_SCHEMA.type_map[_enum_name].values.items():  # type: ignore[union-attr]
         _value.value = _name.lower()
 CORE_SCHEMA.type_map["DateTime"].serialize = lambda value: value.isoformat()  # type: ignore[union-attr]
@@ -211,6 +218,7 @@ ATTRIBUTES = {
     "stripeSubscriptionId": "stripe_subscription_id",
     "couponId": "coupon_id",
     **price_pages.ATTRIBUTES,
+    **invoice_pages.ATTRIBUTES,
 }
 
 
@@ -224,6 +232,10 @@ def core_resolver(source: Any, info: Any, **_args: Any) -> Any:
         return visible_customer(info.context, source)
     if name == "recurring":
         return price_pages.recurring(source)
+    if isinstance(source, StripeInvoice) and name == "created":
+        return invoice_pages.created(source)
+    if isinstance(source, StripeInvoice) and name == "subscription":
+        return invoice_pages.visible_subscription(info.context, source)
     return getattr(source, ATTRIBUTES.get(name, name))
 
 
@@ -231,6 +243,8 @@ def core_view(request: HttpRequest) -> HttpResponse:
     body = json.loads(request.body)
     if body.get("operationName") == "Prices":
         root = price_pages.core_root(request)
+    elif body.get("operationName") == "Invoices":
+        root = invoice_pages.core_root(request)
     else:
         root = {
             "stripeCharges": {"edges": [{"node": c} for c in charges(request)]},
@@ -290,9 +304,10 @@ def seed() -> Any:
     make_charges(other, other_customer, count=10)  # filtered out
     [plan] = make_plans()
     [coupon] = make_coupons()
-    make_subscriptions(user, plan, coupon, count=PAGE)
+    subscriptions = make_subscriptions(user, plan, coupon, count=PAGE)
     make_subscriptions(other, plan, None, count=10)
     price_pages.seed()
+    invoice_pages.seed(customer, subscriptions[:12], other_customer)
     return user
 
 

@@ -7,6 +7,7 @@ card at the fake, a charged charge and a subscription; a coupon and a plan exist
 deleted coupon and a plan not at Stripe exist here only. Staff are carol (no permission) and dave
 (with the permission of the operation, ``STAFF_PERMISSIONS``); neither has Stripe rows of their own.
 
+alice and bob each also have a paid invoice of their subscription (made here: the mirror of Stripe's).
 Every response is checked for leaks (``leaks``): rows of users the cell does not allow, e-mails,
 the API key, token JSON or ids, tracebacks. ``test_every_operation_has_a_row`` fails when the schema
 gains a query, a mutation or a Node type without a row here.
@@ -35,6 +36,7 @@ from aa_stripe.models import (
     StripeCharge,
     StripeCoupon,
     StripeCustomer,
+    StripeInvoice,
     StripePaymentMethod,
     StripePrice,
     StripeProduct,
@@ -111,6 +113,7 @@ class Refused:
 CUSTOMERS = ("owner.customer", "other.customer")
 CHARGES_AND_COMMENTS = ("owner.charge", "owner.comment", "other.charge", "other.comment")
 SUBSCRIPTIONS = ("owner.subscription", "other.subscription")
+INVOICES = ("owner.invoice", "other.invoice")
 NOT_FOUND = {
     "customer": Refused("NOT_FOUND", "customer"),
     "subscription": Refused("NOT_FOUND", "subscription"),
@@ -140,12 +143,14 @@ STAFF_PERMISSIONS = {
     "stripeCustomers": ("view_stripecustomer",),
     "stripeCharges": ("view_stripecharge",),
     "stripeSubscriptions": ("view_stripesubscription",),
+    "stripeInvoices": ("view_stripeinvoice",),
     "stripeSubscriptionPlans": ("view_stripesubscriptionplan",),
     "stripeCoupon": ("view_stripecoupon",),
     "stripeCoupons": ("view_stripecoupon",),
     "node(StripeCustomer)": ("view_stripecustomer",),
     "node(StripeCharge)": ("view_stripecharge",),
     "node(StripeSubscription)": ("view_stripesubscription",),
+    "node(StripeInvoice)": ("view_stripeinvoice",),
     "node(StripeSubscriptionPlan)": ("view_stripesubscriptionplan",),
     "node(StripeCoupon)": ("view_stripecoupon",),
     "stripeProducts": ("view_stripeproduct",),
@@ -199,6 +204,13 @@ MATRIX: dict[str, dict[str, Any]] = {
         "staff": Sees(),
         "staff_perm": Sees(*SUBSCRIPTIONS, "plan"),
     },
+    "stripeInvoices": {  # an invoice shows its subscription as stripeSubscriptions would
+        "anonymous": DENIED,
+        "owner": Sees("owner.invoice", "owner.subscription"),
+        "other": Sees("other.invoice", "other.subscription"),
+        "staff": Sees(),
+        "staff_perm": Sees(*INVOICES),  # subscriptions need view_stripesubscription too
+    },
     "stripeSubscriptionPlans": {  # plans at Stripe only, for everyone (anonymous too)
         "anonymous": Sees("plan"),
         "owner": Sees("plan"),
@@ -235,6 +247,13 @@ MATRIX: dict[str, dict[str, Any]] = {
         "other": Sees("other.subscription", "plan"),
         "staff": Sees(),
         "staff_perm": Sees(*SUBSCRIPTIONS, "plan"),
+    },
+    "node(StripeInvoice)": {
+        "anonymous": DENIED,
+        "owner": Sees("owner.invoice", "owner.subscription"),
+        "other": Sees("other.invoice", "other.subscription"),
+        "staff": Sees(),
+        "staff_perm": Sees(*INVOICES),
     },
     "node(StripeSubscriptionPlan)": {  # the plan at Stripe and one that is not
         "anonymous": Sees("plan"),
@@ -281,10 +300,8 @@ MATRIX: dict[str, dict[str, Any]] = {
         "anonymous": DENIED,
         "owner": Ok("plan", "coupon"),
         "other": Ok("plan", "coupon"),  # bob has a card of his own here
-        # carol and dave have no customer: one of their own is made (no card) and the subscription
-        # waits for stripe.js to collect a card; alice's is never used
-        "staff": Ok("plan", "coupon", errors=("AUTHENTICATION_REQUIRED",)),
-        "staff_perm": Ok("plan", "coupon", errors=("AUTHENTICATION_REQUIRED",)),
+        "staff": Refused("NO_ACTIVE_CUSTOMER"),  # carol and dave have none: alice's is not used
+        "staff_perm": Refused("NO_ACTIVE_CUSTOMER"),
     },
     "cancelStripeSubscription": {  # the owner's subscription
         "anonymous": DENIED,
@@ -441,8 +458,26 @@ def build_world(
         charge.charge()
         subscription = StripeSubscription.objects.create(user=user, plan=plan)
         subscription.create_at_stripe()
+        invoice = StripeInvoice.objects.create(  # paid: clientSecret is null and asks Stripe nothing
+            customer=customer,
+            subscription=subscription,
+            stripe_subscription_id=subscription.stripe_subscription_id,
+            stripe_invoice_id=f"in_authz_{user.username}",
+            number=f"INV-{user.username.upper()}-0001",
+            status=StripeInvoice.STATUS_PAID,
+            amount_due=5000,
+            amount_paid=5000,
+            currency="usd",
+            hosted_invoice_url=f"https://invoice.stripe.com/i/acct_x/test_{user.username}_page",
+            invoice_pdf=f"https://pay.stripe.com/invoice/acct_x/test_{user.username}_page/pdf",
+        )
         world.rows.update(
-            {f"{role}.customer": customer, f"{role}.charge": charge, f"{role}.subscription": subscription}
+            {
+                f"{role}.customer": customer,
+                f"{role}.charge": charge,
+                f"{role}.subscription": subscription,
+                f"{role}.invoice": invoice,
+            }
         )
         world.items.update(
             {
@@ -455,6 +490,11 @@ def build_world(
                 f"{role}.comment": Item("comment", None, (charge.comment,)),
                 f"{role}.subscription": Item(
                     "StripeSubscription", _gid(subscription), (subscription.stripe_subscription_id,)
+                ),
+                f"{role}.invoice": Item(
+                    "StripeInvoice",
+                    _gid(invoice),
+                    (invoice.stripe_invoice_id, invoice.number, invoice.hosted_invoice_url),
                 ),
             }
         )
@@ -492,6 +532,7 @@ def _gid(row: Any) -> str:
         StripeCustomer: "StripeCustomer",
         StripeCharge: "StripeCharge",
         StripeSubscription: "StripeSubscription",
+        StripeInvoice: "StripeInvoice",
         StripeSubscriptionPlan: "StripeSubscriptionPlan",
         StripeCoupon: "StripeCoupon",
         StripeProduct: "StripeProduct",
@@ -509,6 +550,10 @@ CHARGE = (
     f"refunds {{ stripeRefundId amount }} comment customer {{ {CUSTOMER} }}"
 )
 SUBSCRIPTION = "id stripeSubscriptionId status atPeriodEnd plan { id stripePlanId } coupon { id couponId }"
+INVOICE = (
+    "id stripeInvoiceId number status amountDue hostedInvoiceUrl invoicePdf clientSecret "
+    "subscription { id stripeSubscriptionId }"
+)
 PLAN = "id stripePlanId name isCreatedAtStripe"
 COUPON = "id couponId isDeleted"
 PRODUCT = "id stripeProductId name active prices { id stripePriceId lookupKey }"
@@ -519,6 +564,7 @@ FIELDS = {
     "StripeCustomer": CUSTOMER,
     "StripeCharge": CHARGE,
     "StripeSubscription": SUBSCRIPTION,
+    "StripeInvoice": INVOICE,
     "StripeSubscriptionPlan": PLAN,
     "StripeCoupon": COUPON,
     "StripeProduct": PRODUCT,
@@ -529,6 +575,7 @@ LISTS = {
     "stripeCustomers": "StripeCustomer",
     "stripeCharges": "StripeCharge",
     "stripeSubscriptions": "StripeSubscription",
+    "stripeInvoices": "StripeInvoice",
     "stripeSubscriptionPlans": "StripeSubscriptionPlan",
     "stripeCoupons": "StripeCoupon",
     "stripeProducts": "StripeProduct",
@@ -538,6 +585,7 @@ NODE_IDS = {  # node(Type): the two objects asked for
     "StripeCustomer": ("owner.customer", "other.customer"),
     "StripeCharge": ("owner.charge", "other.charge"),
     "StripeSubscription": ("owner.subscription", "other.subscription"),
+    "StripeInvoice": INVOICES,
     "StripeSubscriptionPlan": ("plan", "hidden_plan"),
     "StripeCoupon": ("coupon", "deleted_coupon"),
     "StripeProduct": ("product", "hidden_product"),

@@ -251,3 +251,77 @@ def test_subscription_pages_with_their_prices_take_the_same_queries(client, as_o
         assert all(len(n["price"]["product"]["prices"]) == 2 for n in nodes)
         counts.append(len(captured))
     assert counts == [EXPECTED + 1] * 2, counts
+
+
+# --- invoices ----------------------------------------------------------------------------------
+
+INVOICE = "id stripeInvoiceId number status amountDue amountPaid currency hostedInvoiceUrl invoicePdf"
+INVOICES = {
+    "flat": f"query($n: Int) {{ stripeInvoices(first: $n) {{ totalCount edges {{ node {{ {INVOICE} "
+    "periodStart periodEnd created clientSecret } } } }",
+    "subscription": f"query($n: Int) {{ stripeInvoices(first: $n) {{ totalCount edges {{ node {{ {INVOICE} "
+    f"clientSecret subscription {{ id status plan {{ {PLAN} }} coupon {{ {COUPON} }} }} }} }} }} }}",
+    "price": f"query($n: Int) {{ stripeInvoices(first: $n) {{ edges {{ node {{ id subscription {{ id "
+    f"price {{ {PRICE} product {{ {PRODUCT} prices {{ id unitAmount }} }} }} }} }} }} }} }}",
+}
+
+
+def invoices_for(user, count, with_prices):
+    """``count`` paid invoices, each of its own customer and subscription (to a plan with a coupon
+    every other one, or to a price of its own product with two prices)."""
+    from aa_stripe.models import StripeInvoice
+
+    customers = gh.make_customers(user, count)
+    if with_prices:
+        prices = gh.make_prices(gh.make_products(count), per_product=2)[::2]
+        subscriptions = [gh.make_subscriptions(user, None, None, price=price)[0] for price in prices]
+    else:
+        plans, coupons = gh.make_plans(count), gh.make_coupons(count)
+        subscriptions = [
+            gh.make_subscriptions(user, plan, coupon if i % 2 else None)[0]
+            for i, (plan, coupon) in enumerate(zip(plans, coupons, strict=True))
+        ]
+    StripeInvoice.objects.bulk_create(
+        StripeInvoice(
+            customer=customer,
+            subscription=subscription,
+            stripe_subscription_id=subscription.stripe_subscription_id,
+            stripe_invoice_id=f"in_{i:04d}",
+            number=f"ABC-{i:04d}",
+            status=StripeInvoice.STATUS_PAID,
+            amount_due=1500,
+            amount_paid=1500,
+            currency="usd",
+            hosted_invoice_url=f"https://invoice.stripe.com/i/acct_x/test_{i}",
+            invoice_pdf=f"https://pay.stripe.com/invoice/acct_x/test_{i}/pdf",
+            stripe_created=gh.FIXED,
+        )
+        for i, (customer, subscription) in enumerate(zip(customers, subscriptions, strict=True))
+    )
+
+
+@pytest.mark.parametrize("shape", INVOICES)
+@pytest.mark.parametrize("as_owner", [False, True], ids=["staff", "owner"])
+def test_invoice_pages_take_the_same_queries(client, shape, as_owner):
+    """An invoice's customer (for the owner checks) and subscription with its plan, coupon, price
+    and product are joined; the products' prices take one more query for the page; clientSecret
+    (null: no invoice is open) costs none, and no Stripe call."""
+    owner = gh.make_user("owner")
+    invoices_for(owner, 100, with_prices=shape == "price")
+    viewer = gh.make_user("staff", *gh.VIEW_PERMISSIONS, "view_stripeinvoice", is_staff=True)
+    client.force_login(owner if as_owner else viewer)
+    counts = []
+    for size in (10, 100):
+        with CaptureQueriesContext(connection) as captured:
+            body = gh.gql(client, INVOICES[shape], {"n": size})
+        assert "errors" not in body, body
+        nodes = [edge["node"] for edge in body["data"]["stripeInvoices"]["edges"]]
+        assert len(nodes) == size
+        assert all(n.get("clientSecret") is None for n in nodes)
+        if shape == "subscription":
+            assert all(n["subscription"]["plan"]["amount"] for n in nodes)
+            assert sum(n["subscription"]["coupon"] is not None for n in nodes) == size // 2
+        if shape == "price":
+            assert all(len(n["subscription"]["price"]["product"]["prices"]) == 2 for n in nodes)
+        counts.append(len(captured))
+    assert counts == [EXPECTED + (shape == "price")] * 2, counts

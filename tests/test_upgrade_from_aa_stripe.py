@@ -39,6 +39,7 @@ NEW_TABLES = {
     "aa_stripe_stripeprice",
     "aa_stripe_stripepaymentmethod",
     "aa_stripe_stripesetupintent",
+    "aa_stripe_stripeinvoice",
 }
 # Our migrations after aa-stripe 0.13's: the squash, then 0023 onwards (from the files).
 NEW_MIGRATIONS = [

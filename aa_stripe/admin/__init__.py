@@ -4,6 +4,6 @@ Stripe-owned columns are read-only. The actions call the model methods row by ro
 error on one row becomes an error message naming that row, and the other rows are still processed.
 """
 
-from . import operations, payment_methods, payments, products, subscriptions, webhooks
+from . import invoices, operations, payment_methods, payments, products, subscriptions, webhooks
 
-__all__ = ["operations", "payment_methods", "payments", "products", "subscriptions", "webhooks"]
+__all__ = ["invoices", "operations", "payment_methods", "payments", "products", "subscriptions", "webhooks"]

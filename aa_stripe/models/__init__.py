@@ -11,6 +11,7 @@ from .base import StripeBasicModel
 from .charges import StripeCharge, StripeRefund
 from .coupons import StripeCoupon, StripeCouponManager, StripeCouponQuerySet
 from .customers import StripeCustomer
+from .invoices import StripeInvoice
 from .payment_methods import StripePaymentMethod, StripeSetupIntent
 from .plans import StripeSubscriptionPlan
 from .products import StripePrice, StripeProduct
@@ -26,6 +27,7 @@ __all__ = [
     "StripeCouponManager",
     "StripeCouponQuerySet",
     "StripeCustomer",
+    "StripeInvoice",
     "StripeOperation",
     "StripePaymentMethod",
     "StripePrice",

@@ -471,6 +471,7 @@ from aa_stripe.testing.fakestripe import catalog  # noqa: E402, F401
 from aa_stripe.testing.fakestripe import intents  # noqa: E402, F401  # isort: skip
 from aa_stripe.testing.fakestripe import payment_intents  # noqa: E402, F401  # isort: skip
 from aa_stripe.testing.fakestripe import subscriptions  # noqa: E402, F401  # isort: skip
+from aa_stripe.testing.fakestripe import invoices  # noqa: E402, F401  # isort: skip
 
 
 # --- Serving -------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ expires it at once). With a trial (``trial_period_days``, ``trial_from_plan``, `
 invoice is a paid $0 invoice, the subscription ``trialing``; with ``default_incomplete``, or when the
 customer has no payment method, a ``pending_setup_intent`` collects a card.
 
-Limits: one item per subscription (localstripe's); renewals, proration and plan changes stay localstripe's.
+Limits: one item per subscription (localstripe's); proration and plan changes stay localstripe's. Renewals:
+invoices.py's test-only ``POST /v1/subscriptions/{id}/_renew``.
 """
 
 from __future__ import annotations
@@ -245,8 +246,13 @@ def _item_period(self: SubscriptionItem) -> dict[str, int]:
     else:
         start = sub.start_date
     count = self.plan.interval_count or 1
-    end = datetime.fromtimestamp(start, tz=UTC) + _STEP[self.plan.interval](count)
-    return {"start": start, "end": int(end.timestamp())}
+    # Each renewal (invoices.py's test-only POST /v1/subscriptions/{id}/_renew) moves the period one
+    # interval on, counted from the anchor as Stripe does (Jan 31 + 1 month: Feb 28, + 2 months: Mar 31).
+    renewals = sub.__dict__.get("_renewals", 0) if sub is not None else 0
+    anchor = datetime.fromtimestamp(start, tz=UTC)
+    begin = anchor + _STEP[self.plan.interval](count * renewals)
+    end = anchor + _STEP[self.plan.interval](count * (renewals + 1))
+    return {"start": int(begin.timestamp()), "end": int(end.timestamp())}
 
 
 _item_export = SubscriptionItem._export
@@ -472,50 +478,74 @@ def _forget(sub: Subscription) -> None:
     del resources.store[f"subscription:{sub.id}"]  # as localstripe's error_if_incomplete failure does
 
 
+def _subscription_invoice(
+    sub: Subscription, billing_reason: str, adjust: Callable[[Invoice], None] | None = None
+) -> Invoice:
+    """A draft invoice of the subscription's items for its current period; invoice.created shows it as
+    it is once ``adjust`` has shaped it. Also used by renewals (invoices.py)."""
+    with _held_events() as held:
+        invoice = Invoice(
+            customer=sub.customer,
+            subscription=sub.id,
+            items=list(sub.items._list),
+            tax_percent=sub.tax_percent,
+            default_tax_rates=[tr.id for tr in (sub.default_tax_rates or [])],
+            date=sub.current_period_start,
+        )
+        invoice.billing_reason = billing_reason
+        if adjust is not None:
+            adjust(invoice)
+        for event in held:  # invoice.created as it is now
+            if event.type == "invoice.created" and event.data["object"]["id"] == invoice.id:
+                event.data = {"object": invoice._export()}
+    return invoice
+
+
+def _payment_method_of(sub: Subscription) -> Any:
+    """What pays the subscription's invoices: its default_payment_method, else the customer's
+    invoice_settings.default_payment_method, else the customer's default source (or None)."""
+    if sub.default_payment_method:
+        return PaymentMethod._api_retrieve(sub.default_payment_method)
+    return Customer._api_retrieve(sub.customer)._get_default_payment_method_or_source()
+
+
+def _invoice_intent(invoice: Invoice, description: str) -> PaymentIntent:
+    """The PaymentIntent paying the invoice (event payment_intent.created)."""
+    pi = PaymentIntent(
+        amount=invoice.total,
+        currency=invoice.currency,
+        customer=invoice.customer,
+        payment_method_types=["card"],
+        description=description,
+    )
+    invoice.payment_intent, pi.invoice = pi.id, invoice.id
+    _send("payment_intent.created", pi)
+    return pi
+
+
+def _zero_trial_lines(invoice: Invoice) -> None:  # Stripe: a $0 invoice for the trial
+    for line in invoice.lines._list:
+        if line.type == "subscription":
+            line.amount = 0
+            line.description = f"Trial period for {line.plan.name}"
+
+
 def _first_invoice(self: Subscription) -> None:
     behavior = self._behavior
     trial = self._trial_until
     if trial is not None:
         self.trial_start, self.trial_end = int(time.time()), trial
-    with _held_events() as held:
-        invoice = Invoice(
-            customer=self.customer,
-            subscription=self.id,
-            items=list(self.items._list),
-            tax_percent=self.tax_percent,
-            default_tax_rates=[tr.id for tr in (self.default_tax_rates or [])],
-            date=self.current_period_start,
-        )
-        invoice.billing_reason = "subscription_create"
-        if trial is not None:  # Stripe: a $0 invoice for the trial
-            for line in invoice.lines._list:
-                if line.type == "subscription":
-                    line.amount = 0
-                    line.description = f"Trial period for {line.plan.name}"
-        for event in held:  # invoice.created as it is now
-            if event.type == "invoice.created" and event.data["object"]["id"] == invoice.id:
-                event.data = {"object": invoice._export()}
-    invoice._finalize()
-    cus = Customer._api_retrieve(self.customer)
-    pm = (
-        PaymentMethod._api_retrieve(self.default_payment_method)
-        if self.default_payment_method
-        else cus._get_default_payment_method_or_source()
+    invoice = _subscription_invoice(
+        self, "subscription_create", _zero_trial_lines if trial is not None else None
     )
+    invoice._finalize()
+    pm = _payment_method_of(self)
     if invoice.total <= 0:
         invoice._on_payment_success()  # invoice.paid, invoice.payment_succeeded; active or trialing
         if trial is not None and (behavior == "default_incomplete" or pm is None):
             self.pending_setup_intent = SetupIntent(customer=self.customer, usage="off_session").id
         return
-    pi = PaymentIntent(
-        amount=invoice.total,
-        currency=invoice.currency,
-        customer=self.customer,
-        payment_method_types=["card"],
-        description="Subscription creation",
-    )
-    invoice.payment_intent, pi.invoice = pi.id, invoice.id
-    _send("payment_intent.created", pi)
+    pi = _invoice_intent(invoice, "Subscription creation")
     if behavior == "default_incomplete":
         return
     if pm is None:
