@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from aa_stripe.exceptions import StripeSubscriptionIncomplete
 from aa_stripe.models import (
     StripeCustomer,
     StripeInvoice,
@@ -27,6 +28,7 @@ from aa_stripe.signals import stripe_subscription_payment_action_required, strip
 from aa_stripe.testing import make_event
 from tests.stripe_fixtures import stripe_object
 from tests.test_payment_intents import _post, set_up_card
+from tests.test_payment_methods import card_payment_method
 from tests.test_subscriptions_prices import ALWAYS_AUTHENTICATE, PLAIN, authenticate
 from tests.test_webhook_handlers import deliver, now, received
 
@@ -335,3 +337,116 @@ def test_invoice_paid_brings_a_past_due_subscription_up_to_date_before_its_own_e
 
     subscription.refresh_from_db()
     assert subscription.status == "active"
+
+
+# --- review findings ----------------------------------------------------------------------------------
+
+
+def test_a_retried_failure_event_older_than_the_row_still_asks_about_an_open_invoice(
+    client, customer, known_subscription
+):
+    deliver(client, make_event("invoice.updated", invoice_object(customer), created=now()))
+
+    with received(stripe_subscription_payment_failed) as sent:
+        deliver(client, make_event("invoice.payment_failed", invoice_object(customer), created=now() - 30))
+
+    assert len(sent) == 1
+
+
+def test_an_old_event_redelivered_after_a_refresh_does_not_reopen_a_paid_invoice(client, fake_stripe, paying):
+    subscription = paying("4000000000000341")
+    renew(fake_stripe, subscription)
+    failed = [
+        e for e in fake_stripe.get("/v1/events", limit=100)["data"] if e["type"] == "invoice.payment_failed"
+    ][-1]
+    invoice_id = failed["data"]["object"]["id"]
+    method = card_payment_method(fake_stripe, PLAIN)
+    secret = fake_stripe.get(f"/v1/invoices/{invoice_id}", **{"expand[]": "confirmation_secret"})[
+        "confirmation_secret"
+    ]["client_secret"]
+    intent = secret.split("_secret_")[0]
+    assert _post(
+        fake_stripe,
+        f"/v1/payment_intents/{intent}/confirm",
+        {"payment_method": method, "client_secret": secret},
+    ).ok
+    call_command("refresh_invoices", "--since", "1", stdout=StringIO())  # the endpoint was down
+    assert StripeInvoice.objects.get(stripe_invoice_id=invoice_id).status == "paid"
+
+    with received(stripe_subscription_payment_failed) as sent:
+        deliver(client, failed)  # Stripe's backlog arrives
+
+    assert StripeInvoice.objects.get(stripe_invoice_id=invoice_id).status == "paid" and sent == []
+
+
+def test_an_invoice_stripe_does_not_find_on_a_refetch_is_kept_unless_a_draft(
+    client, fake_stripe, customer, known_subscription
+):
+    event = make_event("invoice.finalized", invoice_object(customer))
+    deliver(client, event)
+
+    deliver(
+        client, make_event("invoice.updated", invoice_object(customer), created=event["created"])
+    )  # a tie
+
+    assert StripeInvoice.objects.filter(stripe_invoice_id="in_test0001").exists()
+
+
+def test_an_authentication_renewal_asks_to_authenticate_whichever_event_comes_first(
+    client, fake_stripe, paying
+):
+    subscription = paying(ALWAYS_AUTHENTICATE)
+    events = Events(fake_stripe)
+    renew(fake_stripe, subscription)
+    new = [e for e in fake_stripe.get("/v1/events", limit=100)["data"] if e["id"] not in events.seen]
+    failed = [e for e in new if e["type"] == "invoice.payment_failed"]
+    others = [e for e in new if e["type"] != "invoice.payment_failed"]
+
+    with (
+        received(stripe_subscription_payment_action_required) as asked,
+        received(stripe_subscription_payment_failed) as failures,
+    ):
+        for event in [*others[:3], *failed, *others[3:]]:  # the failure before the action event
+            deliver(client, event)
+
+    assert len(asked) == 1 and failures == []
+
+
+def test_the_first_payment_s_invoice_asks_nobody_its_user_is_on_the_page(client, fake_stripe, user):
+    customer = StripeCustomer.get_or_create_for_user(user)
+    set_up_card(fake_stripe, customer, ALWAYS_AUTHENTICATE)
+    product = StripeProduct.objects.create(name="Tea club")
+    product.create_at_stripe()
+    price = StripePrice(product=product, unit_amount=1500, currency="usd", recurring_interval="month")
+    price.create_at_stripe()
+    events = Events(fake_stripe)
+    with pytest.raises(StripeSubscriptionIncomplete):
+        StripeSubscription.subscribe(user, price=price)
+
+    with received(stripe_subscription_payment_action_required) as asked:
+        events.deliver_new(client)
+
+    assert asked == [] and StripeInvoice.objects.get().billing_reason == "subscription_create"
+
+
+def test_invoices_whose_events_came_before_the_subscription_s_answer_join_it(client, customer, plan):
+    deliver(client, make_event("invoice.finalized", invoice_object(customer, subscription_id="sub_later")))
+    row = StripeSubscription.objects.create(user=customer.user, customer=customer, plan=plan)
+
+    row.set_stripe_data({"id": "sub_later", "status": "active", "items": {"data": []}})
+
+    assert StripeInvoice.objects.get().subscription == row
+
+
+def test_the_period_is_the_one_billed_not_the_one_looked_back_on(client, fake_stripe, paying):
+    subscription = paying(PLAIN)
+    events = Events(fake_stripe)
+    renew(fake_stripe, subscription)
+    events.deliver_new(client)
+
+    invoice = StripeInvoice.objects.get(billing_reason="subscription_cycle")
+    subscription.refresh_from_db()
+    assert (invoice.period_start, invoice.period_end) == (
+        subscription.current_period_start,
+        subscription.current_period_end,
+    )

@@ -38,6 +38,20 @@ def subscription_id_of(data: dict[str, Any]) -> str:
     return _id(details.get("subscription")) or _id(data.get("subscription"))
 
 
+def billed_period(data: dict[str, Any]) -> dict[str, Any]:
+    """``{start, end}`` of what the invoice bills: its first subscription line's period (Stripe's
+    invoice ``period_start``/``period_end`` look back one period for subscription invoices), else
+    the invoice's own."""
+    for line in (data.get("lines") or {}).get("data") or []:
+        parent = line.get("parent") or {}
+        of_subscription = (
+            parent.get("type") == "subscription_item_details" or line.get("type") == "subscription"
+        )
+        if of_subscription and line.get("period"):
+            return line["period"]
+    return {"start": data.get("period_start"), "end": data.get("period_end")}
+
+
 class StripeInvoice(StripeBasicModel):
     """A Stripe invoice of a customer the library knows (Stripe's Invoice, read-only here)."""
 
@@ -113,8 +127,10 @@ class StripeInvoice(StripeBasicModel):
         self.currency = data.get("currency") or ""
         self.hosted_invoice_url = data.get("hosted_invoice_url") or ""
         self.invoice_pdf = data.get("invoice_pdf") or ""
-        self.period_start = timestamp_to_datetime(data.get("period_start"))
-        self.period_end = timestamp_to_datetime(data.get("period_end"))
+        # The period billed: the subscription line's (an invoice's own period looks back one period).
+        period = billed_period(data)
+        self.period_start = timestamp_to_datetime(period.get("start"))
+        self.period_end = timestamp_to_datetime(period.get("end"))
         self.stripe_created = timestamp_to_datetime(data.get("created")) or self.stripe_created
         subscription_id = subscription_id_of(data)
         if subscription_id != self.stripe_subscription_id or (
@@ -129,20 +145,6 @@ class StripeInvoice(StripeBasicModel):
         self.stripe_response = data
         if commit:
             self.save()
-
-    @classmethod
-    def mirror(cls, data: dict[str, Any]) -> StripeInvoice | None:
-        """Create or update the row of Stripe's invoice ``data`` (no ordering check: for
-        ``refresh_invoices`` and reads); None when its customer is not known here."""
-        customer = StripeCustomer.objects.filter(stripe_customer_id=_id(data.get("customer"))).first()
-        if customer is None:
-            return None
-        row = cls.objects.select_for_update().filter(stripe_invoice_id=data["id"]).first()
-        if row is None:
-            row = cls(customer=customer)
-        row.customer = customer
-        row.update_from_stripe_data(data)
-        return row
 
     @property
     def waits_for_customer(self) -> bool:

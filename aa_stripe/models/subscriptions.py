@@ -298,6 +298,7 @@ class StripeSubscription(StripeBasicModel):
 
     def set_stripe_data(self, subscription: dict[str, Any]) -> None:
         """Apply Stripe's subscription object to the row (no Stripe call) and save."""
+        newly_known = self.stripe_subscription_id != subscription["id"]
         self.stripe_subscription_id = subscription["id"]
         self.stripe_response = subscription
         self.is_created_at_stripe = True
@@ -326,6 +327,13 @@ class StripeSubscription(StripeBasicModel):
         if offer_id:
             self._follow_offer(offer_id)
         self.save()
+        if newly_known:
+            # Its first invoice's events may have come before its answer: they join it now.
+            from .invoices import StripeInvoice
+
+            StripeInvoice.objects.filter(
+                stripe_subscription_id=self.stripe_subscription_id, subscription=None
+            ).update(subscription=self)
 
     def _follow_offer(self, offer_id: str) -> None:
         """Keep ``price`` / ``plan`` as Stripe has them (changed in the dashboard, say)."""

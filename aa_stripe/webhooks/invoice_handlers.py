@@ -6,20 +6,26 @@ library knows; an invoice of an unknown customer is stored with its event and cr
 unknown subscription is left empty on a known customer's invoice, never invented).
 
 ``invoice.payment_failed`` and ``invoice.payment_action_required`` send their signal once per invoice
-(a flag on the row, set in the same transaction), and only while the invoice is still open: a late
-failure event of an invoice paid since says nothing. ``invoice.paid`` brings an ``incomplete`` or
-``past_due`` subscription up to date from Stripe at once, without waiting for its own event.
+(a flag on the row, set in the same transaction), only for a subscription's renewals (the first
+payment's user is on the page) and only while the invoice is still open: a late failure event of an
+invoice paid since says nothing, and an event older than the row still asks about an open invoice.
+An event saying an earlier status than the row's is refetched (Stripe moves invoices one way).
+``invoice.paid`` brings an ``incomplete``, ``past_due`` or ``unpaid`` subscription up to date from
+Stripe at once, without waiting for its own event.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
 
+from aa_stripe import stripe_api
+from aa_stripe.exceptions import StripeInvalidRequestError
 from aa_stripe.models import StripeCustomer, StripeInvoice, StripeSubscription, StripeWebhook
-from aa_stripe.models.webhooks import register_webhook_handler
+from aa_stripe.models.webhooks import NeedsStripeObject, register_webhook_handler
 from aa_stripe.signals import stripe_subscription_payment_action_required, stripe_subscription_payment_failed
 
 from .ordering import incoming, stripe_object
@@ -56,20 +62,34 @@ def _id(value: Any) -> str:
     return (value.get("id") if isinstance(value, dict) else value) or ""
 
 
+#: Stripe moves an invoice's status one way only: an event saying less is older than the row
+STATUS_RANK = {"draft": 0, "open": 1, "paid": 2, "void": 2, "uncollectible": 2}
+
+
+def _behind(row: StripeInvoice) -> Callable[[dict[str, Any]], bool]:
+    """An event whose invoice is in an earlier status than the row's (an hour-old payment_failed
+    redelivered after refresh_invoices found the invoice paid): Stripe is asked instead."""
+
+    def stale(data: dict[str, Any]) -> bool:
+        return STATUS_RANK.get(data.get("status") or "", 0) < STATUS_RANK.get(row.status, 0)
+
+    return stale
+
+
 @register_webhook_handler(*INVOICE_EVENTS)
 def invoice_changed(webhook: StripeWebhook) -> None:
     data = webhook.data_object
     if not data.get("id"):
         return  # invoice.upcoming and the like: a preview, not an invoice
-    row = (
-        StripeInvoice.objects.select_for_update()
-        .select_related("customer")
-        .filter(stripe_invoice_id=data["id"])
+    # Locks: the customer, then the invoice, then the subscription. The customer's lock serialises
+    # the events of a new invoice (Stripe sends several in the same second): one inserts the row.
+    customer = (
+        StripeCustomer.objects.select_for_update()
+        .filter(stripe_customer_id=_id(data.get("customer")))
+        .first()
     )
-    row = row.first()
-    customer = row.customer if row is not None else None
-    if customer is None:
-        customer = StripeCustomer.objects.filter(stripe_customer_id=_id(data.get("customer"))).first()
+    row = StripeInvoice.objects.select_for_update().filter(stripe_invoice_id=data["id"]).first()
+    if row is None:
         if customer is None:
             logger.info(
                 "Stripe event %s: invoice %s of a customer not known here: stored only",
@@ -78,28 +98,70 @@ def invoice_changed(webhook: StripeWebhook) -> None:
             )
             return
         row = StripeInvoice(customer=customer)
-    change = incoming(webhook, row, "invoices")
-    if change is None:
+    change = incoming(webhook, row, "invoices", stale=_behind(row))
+    if change is not None and change.deleted:
+        if webhook.event_type == "invoice.deleted" or row.status in ("", StripeInvoice.STATUS_DRAFT):
+            if row.pk is not None:
+                row.delete()  # Stripe deletes drafts only
+        else:
+            logger.warning(
+                "Stripe event %s: invoice %s not found at Stripe: row kept", webhook.id, data["id"]
+            )
         return
-    if change.deleted:  # a draft deleted at Stripe
-        if row.pk is not None:
-            row.delete()
+    if change is not None:
+        row.update_from_stripe_data(change.data)
+    if row.pk is None:
         return
-    row.update_from_stripe_data(change.data)
     ask = ASK_BACK.get(webhook.event_type)
-    if ask is not None:
+    if ask is not None and _should_ask(row, ask[0]):
+        # Also for an event older than the row (a failed delivery retried): an invoice still open
+        # still needs its user. Stripe sends invoice.payment_failed for a renewal that waits for
+        # authentication too, in any order with invoice.payment_action_required: its payment says
+        # which (one read, only for a failure not signalled yet).
+        if ask[0] == "payment_failed_signaled" and _waits_for_authentication(webhook, row):
+            ask = ASK_BACK["invoice.payment_action_required"]
         _ask_back(row, *ask)
-    if webhook.event_type == "invoice.paid" or row.status == StripeInvoice.STATUS_PAID:
+    if row.status == StripeInvoice.STATUS_PAID and change is not None:
         _bring_subscription_up_to_date(webhook, row)
 
 
+def _should_ask(row: StripeInvoice, flag: str) -> bool:
+    """Whether this invoice's user is still to be asked: a renewal (the first payment's user is on
+    the page: subscribe() handed over the secret), still open, not asked yet (once asked to
+    authenticate it, a failure says nothing new)."""
+    if row.status != StripeInvoice.STATUS_OPEN or not row.stripe_subscription_id:
+        return False
+    if row.billing_reason == "subscription_create" or row.action_required_signaled:
+        return False
+    return not getattr(row, flag)
+
+
+def _waits_for_authentication(webhook: StripeWebhook, row: StripeInvoice) -> bool:
+    """Whether the invoice's payment waits for the customer to authenticate (its PaymentIntent in
+    requires_action), read from Stripe's invoice payments before the handler's locks."""
+    key = ("invoice_payments", row.stripe_invoice_id)
+    if key not in webhook.stripe_objects:
+        params = {"invoice": row.stripe_invoice_id, "expand": ["data.payment.payment_intent"]}
+
+        def fetch() -> dict[str, Any]:
+            try:
+                return stripe_api.call("invoice_payments", "list", params=params)
+            except StripeInvalidRequestError as err:
+                if err.kind != "not_found":
+                    raise
+                return {"data": []}  # no such invoice at Stripe (any more): nothing waits
+
+        raise NeedsStripeObject(key, fetch)
+    for payment in webhook.stripe_objects[key].get("data") or []:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if isinstance(intent, dict) and intent.get("status") == "requires_action":
+            return True
+    return False
+
+
 def _ask_back(row: StripeInvoice, flag: str, signal: Any) -> None:
-    """Send ``signal`` once for this invoice, while it is still open (unpaid). Stripe also sends
-    invoice.payment_failed for a payment that waits for authentication: once the user was asked to
-    authenticate it, the failure says nothing new."""
-    if getattr(row, flag) or row.status != StripeInvoice.STATUS_OPEN:
-        return
-    if flag == "payment_failed_signaled" and row.action_required_signaled:
+    """Send ``signal`` once for this invoice (its flag, set in the parse's transaction)."""
+    if getattr(row, flag):
         return
     setattr(row, flag, True)
     row.save(update_fields=[flag, "updated"])
@@ -115,7 +177,11 @@ def _bring_subscription_up_to_date(webhook: StripeWebhook, row: StripeInvoice) -
     if row.subscription_id is None:
         return
     subscription = StripeSubscription.objects.select_for_update().filter(pk=row.subscription_id).first()
-    waiting = (StripeSubscription.STATUS_INCOMPLETE, StripeSubscription.STATUS_PAST_DUE)
+    waiting = (
+        StripeSubscription.STATUS_INCOMPLETE,
+        StripeSubscription.STATUS_PAST_DUE,
+        StripeSubscription.STATUS_UNPAID,
+    )
     if subscription is None or subscription.status not in waiting:
         return
     fresh = stripe_object(webhook, "subscriptions", subscription.stripe_subscription_id)

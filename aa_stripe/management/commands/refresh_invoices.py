@@ -63,16 +63,18 @@ class Command(StripeCommand):
         redacted on save)."""
         counts: Counter[str] = Counter()
         with library_atomic(using=router.db_for_write(StripeInvoice)):
+            # The customers first (the webhook handler's lock order): an invoice a webhook is
+            # inserting meanwhile is seen here, not inserted twice.
+            customers = {
+                customer.stripe_customer_id: customer
+                for customer in StripeCustomer.objects.select_for_update()
+                .filter(stripe_customer_id__in={_id(data.get("customer")) for data in page})
+                .order_by("pk")
+            }
             rows = {
                 row.stripe_invoice_id: row
                 for row in StripeInvoice.objects.select_for_update().filter(
                     stripe_invoice_id__in=[data["id"] for data in page]
-                )
-            }
-            customers = {
-                customer.stripe_customer_id: customer
-                for customer in StripeCustomer.objects.filter(
-                    stripe_customer_id__in={_id(data.get("customer")) for data in page}
                 )
             }
             for data in page:

@@ -218,3 +218,51 @@ ls_server.app.router.add_route(
     "/v1/subscriptions/{id}/_renew",
     ls_server.api_extra(Subscription._api_renew, "/v1/subscriptions/{id}/_renew"),
 )
+
+
+# --- Invoice payments ----------------------------------------------------------------------------------
+# localstripe has no InvoicePayment (/v1/invoice_payments, the way API 2025-03-31 links an invoice to its
+# PaymentIntents since invoice.payment_intent was removed). The library lists an invoice's payments (with
+# data.payment.payment_intent expanded) to tell a renewal waiting for authentication from a declined one.
+# One payment per invoice (localstripe's invoices have one PaymentIntent); filter: invoice (required here).
+class _InvoicePayments:
+    def __init__(self, invoice: Invoice) -> None:
+        self.invoice = invoice
+
+    def _export(self, expand: Any = None) -> dict[str, Any]:
+        wanted = expand if isinstance(expand, list) else [expand] if expand else []
+        data = []
+        intent_id = getattr(self.invoice, "payment_intent", None)
+        if intent_id:
+            intent = resources.PaymentIntent._api_retrieve(intent_id)
+            expanded = "data.payment.payment_intent" in wanted
+            data.append(
+                {
+                    "id": "inpay_" + hashlib.sha256(intent_id.encode()).hexdigest()[:24],
+                    "object": "invoice_payment",
+                    "invoice": self.invoice.id,
+                    "is_default": True,
+                    "amount_requested": self.invoice.amount_due,
+                    "amount_paid": self.invoice.amount_paid,
+                    "currency": self.invoice.currency,
+                    "status": "paid" if self.invoice.status == "paid" else "open",
+                    "payment": {
+                        "type": "payment_intent",
+                        "payment_intent": intent._export() if expanded else intent_id,
+                    },
+                }
+            )
+        return {"object": "list", "url": "/v1/invoice_payments", "has_more": False, "data": data}
+
+
+def _invoice_payments_list(invoice: Any = None, limit: Any = None, **unknown: Any) -> _InvoicePayments:
+    if unknown:
+        raise _unknown_parameter(unknown)
+    if type(invoice) is not str:
+        raise _refused("The fake lists invoice payments of one invoice: give invoice.", param="invoice")
+    return _InvoicePayments(Invoice._api_retrieve(invoice))
+
+
+ls_server.app.router.add_route(
+    "GET", "/v1/invoice_payments", ls_server.api_extra(_invoice_payments_list, "/v1/invoice_payments")
+)
