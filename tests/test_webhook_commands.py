@@ -413,7 +413,7 @@ def test_a_mail_failure_still_raises_the_alarm(fake_stripe, alarm_settings, user
 
 def test_unhandled_lists_stored_types_no_handler_acts_on_with_counts(settings):
     settings.STRIPE_API_KEY = ""  # reads only this database
-    for event_type, count in [("invoice.paid", 3), ("payout.created", 1), ("coupon.created", 2)]:
+    for event_type, count in [("invoiceitem.created", 3), ("payout.created", 1), ("coupon.created", 2)]:
         for i in range(count):
             StripeWebhook.store_event(
                 make_event(event_type, {"id": f"x_{i}", "object": "x"}, created=NOW + i)
@@ -422,6 +422,9 @@ def test_unhandled_lists_stored_types_no_handler_acts_on_with_counts(settings):
     out, _err = run("check_pending_webhooks", "--unhandled")
 
     lines = out.splitlines()
-    assert [line.split()[:2] for line in lines[:-1]] == [["invoice.paid", "3"], ["payout.created", "1"]]
+    assert [line.split()[:2] for line in lines[:-1]] == [
+        ["invoiceitem.created", "3"],
+        ["payout.created", "1"],
+    ]
     assert "newest " + datetime.fromtimestamp(NOW + 2, tz=UTC).isoformat() in lines[0]
     assert lines[-1] == "2 stored event types (4 events) that no built-in handler acts on."
