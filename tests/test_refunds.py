@@ -183,3 +183,24 @@ def test_more_than_what_is_left_is_still_not_allowed(fake_stripe, charged):
 def _on_the_charges_api(charges_api: None) -> None:
     """This module covers STRIPE_CHARGE_API = "charges" (the Charges API path, kept for hosts that
     need it); tests/test_payment_intents.py covers the default, PaymentIntents."""
+
+
+def test_refunding_the_rest_while_another_refund_is_being_sent_is_told_to_wait(fake_stripe, charged):
+    """Another request planned a partial refund and is about to send it: "refund the rest" must not
+    take that refund over and answer as if the rest were refunded (the PostgreSQL race test found
+    a row ending at two partial refunds while every "refund the rest" had been answered done)."""
+    from aa_stripe.exceptions import StripeOperationInProgress
+    from aa_stripe.operations import journal
+
+    in_flight = charged._plan_refund(300)  # the other request, between its plan and its send
+
+    with pytest.raises(StripeOperationInProgress):
+        charged.refund()
+
+    journal.execute(in_flight, target=charged)  # the other request sends it
+    charged.refresh_from_db()
+    charged.refund()  # asked again: the rest
+
+    charged.refresh_from_db()
+    assert sorted(charged.refunds.values_list("amount", flat=True)) == [300, charged.amount - 300]
+    assert charged.amount_refunded == charged.amount

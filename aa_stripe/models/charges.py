@@ -23,6 +23,7 @@ from aa_stripe.exceptions import (
     StripeInvalidInput,
     StripeMethodNotAllowed,
     StripeNoActiveCustomer,
+    StripeOperationInProgress,
 )
 from aa_stripe.guard import library_atomic
 from aa_stripe.operations import journal
@@ -448,7 +449,13 @@ class StripeCharge(StripeBasicModel):
             to_refund = self._validate_refund(amount_to_refund)
             unfinished = StripeOperation.unresolved_for(self).filter(kind="refund").first()
             if unfinished is not None:
-                return unfinished  # the refund of pending_refund_amount: the same request again
+                if _being_sent(unfinished):
+                    # Another request planned it and is sending it now: taking it over would answer
+                    # this request (say "refund the rest") with that one's refund.
+                    raise StripeOperationInProgress(
+                        "Another refund of this charge is being sent; try again in a moment."
+                    )
+                return unfinished  # the refund of pending_refund_amount, left unfinished: again
             self.pending_refund_amount = to_refund
             self.save(update_fields=["pending_refund_amount", "updated"])
             return journal.plan(
@@ -514,6 +521,16 @@ class StripeCharge(StripeBasicModel):
         if amount_to_refund > remaining:
             raise StripeMethodNotAllowed("Refunds exceed charge")
         return amount_to_refund
+
+
+def _being_sent(operation: StripeOperation) -> bool:
+    """Whether a live request or worker holds ``operation``: sending it under a lease, or planned
+    moments ago (its planner claims it next). A lost answer (unknown), an expired lease or a plan
+    older than a lease is left to whoever asks again."""
+    now = timezone.now()
+    if operation.state == StripeOperation.SENDING:
+        return operation.lease_until is not None and operation.lease_until >= now
+    return operation.state == StripeOperation.PLANNED and operation.created > now - journal.lease()
 
 
 class StripeRefund(StripeBasicModel):
