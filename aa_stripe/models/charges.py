@@ -453,7 +453,7 @@ class StripeCharge(StripeBasicModel):
                     # Another request planned it and is sending it now: taking it over would answer
                     # this request (say "refund the rest") with that one's refund.
                     raise StripeOperationInProgress(
-                        "Another refund of this charge is being sent; try again in a moment."
+                        "Another refund of this charge is in progress (being sent); try again in a moment."
                     )
                 return unfinished  # the refund of pending_refund_amount, left unfinished: again
             self.pending_refund_amount = to_refund
