@@ -19,13 +19,19 @@ from django.db.models.functions import Coalesce
 from graphene import relay
 from graphql_relay import from_global_id
 
-from aa_stripe.exceptions import AaStripeError
 from aa_stripe.models import StripeInvoice, StripePrice, StripeSubscription
 
 from .enums import StripeInvoiceStatus
-from .errors import logger, masked
+from .errors import masked
 from .permissions import has_perm, owned_or_all, stripe_user
-from .types import StripeConnection, StripeNode, StripeSubscriptionType, _asks_for, _node_pk
+from .types import (
+    StripeConnection,
+    StripeNode,
+    StripeSubscriptionType,
+    _asks_for,
+    _node_pk,
+    owner_client_secret,
+)
 
 #: The owner's id, annotated on every row of get_queryset (the customer's other columns are not read).
 OWNER = "owner_user_id"
@@ -131,16 +137,7 @@ class StripeInvoiceType(StripeNode):
         Stripe is called for an open invoice of the owner only."""
         if root.status != StripeInvoice.STATUS_OPEN or not _owns(info, root):
             return None
-        try:
-            return root.client_secret_for_owner()
-        except AaStripeError as err:  # Stripe failed: the owner asks again
-            logger.warning(
-                "Client secret of invoice %s not read from Stripe: %s: %s",
-                root.stripe_invoice_id,
-                type(err).__name__,
-                err.message,
-            )
-            return None
+        return owner_client_secret(root, "invoice", root.stripe_invoice_id)
 
     @classmethod
     @masked

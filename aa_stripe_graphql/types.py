@@ -42,6 +42,28 @@ def _node_pk(global_pk: Any) -> int | None:
     return int(text)
 
 
+def is_owner(info: Any, user_id: Any) -> bool:
+    """Whether the request's Stripe user (see ``stripe_user``) is the user ``user_id``."""
+    owner = stripe_user(info.context)
+    return owner is not None and owner.pk is not None and user_id == owner.pk
+
+
+def owner_client_secret(root: Any, what: str, stripe_id: str) -> str | None:
+    """``root.client_secret_for_owner()``, or None when Stripe fails (logged: the owner asks again).
+    For the resolvers of ``clientSecret``, which hand it to its owner only: it lets its holder pay."""
+    try:
+        return root.client_secret_for_owner()
+    except AaStripeError as err:
+        logger.warning(
+            "Client secret of %s %s not read from Stripe: %s: %s",
+            what,
+            stripe_id,
+            type(err).__name__,
+            err.message,
+        )
+        return None
+
+
 class StripeConnection(relay.Connection):
     """A Relay connection with ``totalCount``; graphene-django counts the rows for every page anyway."""
 
@@ -209,16 +231,7 @@ class StripeSetupIntentType(graphene.ObjectType):
     @staticmethod
     @masked
     def resolve_client_secret(root: StripeSetupIntent, info: Any) -> str | None:
-        try:
-            return root.client_secret_for_owner()
-        except AaStripeError as err:  # read from Stripe again (a replayed payload) and Stripe failed
-            logger.warning(
-                "Client secret of SetupIntent %s not read from Stripe: %s: %s",
-                root.stripe_setup_intent_id,
-                type(err).__name__,
-                err.message,
-            )
-            return None
+        return owner_client_secret(root, "SetupIntent", root.stripe_setup_intent_id)
 
 
 class StripeCustomerType(StripeNode):
@@ -440,19 +453,10 @@ class StripeChargeType(StripeNode):
     @masked
     def resolve_client_secret(root: StripeCharge, info: Any) -> str | None:
         """The owner's only (the Stripe user of the request), never staff's: it lets its holder pay."""
-        owner = stripe_user(info.context)
-        if owner is None or owner.pk is None or root.user_id != owner.pk:
+        if not is_owner(info, root.user_id):
             return None
-        try:
-            return root.client_secret_for_owner()
-        except AaStripeError as err:  # Stripe failed: the owner asks again (refreshStripeCharge)
-            logger.warning(
-                "Client secret of PaymentIntent %s not read from Stripe: %s: %s",
-                root.payment_intent_id,
-                type(err).__name__,
-                err.message,
-            )
-            return None
+        # When Stripe fails, the owner asks again (refreshStripeCharge).
+        return owner_client_secret(root, "PaymentIntent", root.payment_intent_id)
 
     @classmethod
     @masked
@@ -595,19 +599,9 @@ class StripeSubscriptionType(StripeNode):
     @masked
     def resolve_client_secret(root: StripeSubscription, info: Any) -> str | None:
         """The owner's only (the Stripe user of the request), never staff's: it lets its holder pay."""
-        owner = stripe_user(info.context)
-        if owner is None or owner.pk is None or root.user_id != owner.pk or not root.waits_for_customer:
+        if not is_owner(info, root.user_id) or not root.waits_for_customer:
             return None
-        try:
-            return root.client_secret_for_owner()
-        except AaStripeError as err:  # Stripe failed: the owner asks again
-            logger.warning(
-                "Client secret of subscription %s not read from Stripe: %s: %s",
-                root.stripe_subscription_id,
-                type(err).__name__,
-                err.message,
-            )
-            return None
+        return owner_client_secret(root, "subscription", root.stripe_subscription_id)
 
     @classmethod
     @masked

@@ -10,60 +10,29 @@ every time, off-session included; 4000000000000341 attaches, then is declined.""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import stripe
 
-from aa_stripe.testing.fakestripe.plugin import FakeStripe
+from tests import fakestripe_helpers
+from tests.fakestripe_helpers import attached
 from tests.test_fakestripe_intents import card, count_events
 from tests.test_fakestripe_subscriptions import (
     ALWAYS_ASKS,
     DECLINED_WHEN_CHARGED,
     PAYS,
     as_default,
-    attached,
     authenticate,
     last_event,
     subscribe,
 )
 
-
-@pytest.fixture
-def make_client(fake_stripe: FakeStripe) -> Iterator:
-    http_clients: list[stripe.RequestsClient] = []
-
-    def make(api_key: str = fake_stripe.api_key) -> stripe.StripeClient:
-        http_client = stripe.RequestsClient(timeout=10)
-        http_clients.append(http_client)
-        return stripe.StripeClient(api_key, base_addresses={"api": fake_stripe.url}, http_client=http_client)
-
-    yield make
-    for http_client in http_clients:
-        http_client.close()
-
-
-@pytest.fixture
-def client(make_client: Any) -> stripe.StripeClient:
-    return make_client()
-
-
-@pytest.fixture
-def customer(client: stripe.StripeClient) -> stripe.Customer:
-    return client.v1.customers.create(params={"email": "jane@example.com"})
-
-
-@pytest.fixture
-def price(client: stripe.StripeClient) -> stripe.Price:
-    return client.v1.prices.create(
-        params={
-            "currency": "usd",
-            "unit_amount": 1500,
-            "recurring": {"interval": "month"},
-            "product_data": {"name": "Tea club"},
-        }
-    )
+# The shared fixtures (pytest finds them under these names).
+make_client = fakestripe_helpers.make_client
+client = fakestripe_helpers.client
+customer = fakestripe_helpers.customer
+price = fakestripe_helpers.price
 
 
 @pytest.fixture

@@ -10,16 +10,21 @@ attaches, then is declined; 4000000000000002 is declined."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 import stripe
 
-from aa_stripe.testing.fakestripe.plugin import FakeStripe
+from tests import fakestripe_helpers
+from tests.fakestripe_helpers import attached
 from tests.test_fakestripe import webhook_receiver
 from tests.test_fakestripe_intents import card, count_events, delivered, one_of_each
+
+# The shared fixtures (pytest finds them under these names).
+make_client = fakestripe_helpers.make_client
+client = fakestripe_helpers.client
+customer = fakestripe_helpers.customer
 
 PAYS = "4242424242424242"
 UNLESS_SET_UP = "4000002500003155"
@@ -28,34 +33,6 @@ ASKS_THEN_INSUFFICIENT_FUNDS = "4000008260003178"
 ASKS_THEN_DECLINED = "4000008400001629"
 DECLINED_WHEN_CHARGED = "4000000000000341"
 DECLINED = "4000000000000002"
-
-
-@pytest.fixture
-def make_client(fake_stripe: FakeStripe) -> Iterator:
-    http_clients: list[stripe.RequestsClient] = []
-
-    def make(api_key: str = fake_stripe.api_key) -> stripe.StripeClient:
-        http_client = stripe.RequestsClient(timeout=10)
-        http_clients.append(http_client)
-        return stripe.StripeClient(api_key, base_addresses={"api": fake_stripe.url}, http_client=http_client)
-
-    yield make
-    for http_client in http_clients:
-        http_client.close()
-
-
-@pytest.fixture
-def client(make_client) -> stripe.StripeClient:
-    return make_client()
-
-
-@pytest.fixture
-def customer(client: stripe.StripeClient) -> stripe.Customer:
-    return client.v1.customers.create(params={"email": "jane@example.com"})
-
-
-def attached(client: stripe.StripeClient, customer: stripe.Customer, number: str) -> stripe.PaymentMethod:
-    return client.v1.payment_methods.attach(card(client, number).id, params={"customer": customer.id})
 
 
 def saved_through_setup_intent(

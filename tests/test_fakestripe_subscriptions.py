@@ -10,15 +10,21 @@ declined."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import stripe
 
-from aa_stripe.testing.fakestripe.plugin import FakeStripe
+from tests import fakestripe_helpers
+from tests.fakestripe_helpers import attached
 from tests.test_fakestripe_intents import card, count_events
 from tests.test_fakestripe_payment_intents import saved_through_setup_intent
+
+# The shared fixtures (pytest finds them under these names).
+make_client = fakestripe_helpers.make_client
+client = fakestripe_helpers.client
+customer = fakestripe_helpers.customer
+price = fakestripe_helpers.price
 
 PAYS = "4242424242424242"
 ALWAYS_ASKS = "4000002760003184"
@@ -26,46 +32,6 @@ UNLESS_SET_UP = "4000002500003155"
 DECLINED_WHEN_CHARGED = "4000000000000341"
 EXPAND = ["latest_invoice.confirmation_secret", "pending_setup_intent"]
 DAY = 86400
-
-
-@pytest.fixture
-def make_client(fake_stripe: FakeStripe) -> Iterator:
-    http_clients: list[stripe.RequestsClient] = []
-
-    def make(api_key: str = fake_stripe.api_key) -> stripe.StripeClient:
-        http_client = stripe.RequestsClient(timeout=10)
-        http_clients.append(http_client)
-        return stripe.StripeClient(api_key, base_addresses={"api": fake_stripe.url}, http_client=http_client)
-
-    yield make
-    for http_client in http_clients:
-        http_client.close()
-
-
-@pytest.fixture
-def client(make_client) -> stripe.StripeClient:
-    return make_client()
-
-
-@pytest.fixture
-def customer(client: stripe.StripeClient) -> stripe.Customer:
-    return client.v1.customers.create(params={"email": "jane@example.com"})
-
-
-@pytest.fixture
-def price(client: stripe.StripeClient) -> stripe.Price:
-    return client.v1.prices.create(
-        params={
-            "currency": "usd",
-            "unit_amount": 1500,
-            "recurring": {"interval": "month"},
-            "product_data": {"name": "Tea club"},
-        }
-    )
-
-
-def attached(client: stripe.StripeClient, customer: stripe.Customer, number: str) -> stripe.PaymentMethod:
-    return client.v1.payment_methods.attach(card(client, number).id, params={"customer": customer.id})
 
 
 def as_default(client: stripe.StripeClient, customer: stripe.Customer, number: str) -> stripe.PaymentMethod:

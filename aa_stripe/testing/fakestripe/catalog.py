@@ -33,14 +33,30 @@ _MAX_UNIT_AMOUNT = 99_999_999
 _MAX_LOOKUP_KEY = 200
 
 
-def _refused(message: str, param: str | None = None, code: str | None = None) -> UserError:
+# Shared by the shims of the other modules (intents.py, payment_intents.py, subscriptions.py, invoices.py).
+def _refused(message: str, param: str | None = None, code: str | None = None, **more: Any) -> UserError:
     contents = {key: value for key, value in (("param", param), ("code", code)) if value}
-    return UserError(400, message, contents)
+    return UserError(400, message, {**contents, **more})
 
 
-def _send(event_type: str, obj: StripeObject) -> None:
-    # Through the module global, which server.py replaces with its tracked scheduler.
-    resources.schedule_webhook(Event(event_type, obj))
+def _unknown_parameter(unknown: dict[str, Any]) -> UserError:
+    name = next(iter(unknown))
+    return _refused(f"Received unknown parameter: {name}", param=name)
+
+
+def _refuse_invalid_id(name: str, value: Any) -> None:
+    """A filter by id (customer=..., subscription=...): None (no filter) or a non-empty string."""
+    if value is not None and (type(value) is not str or not value):
+        raise _refused(f"Invalid {name}: {value}", param=name)
+
+
+def _send(event_type: str, obj: StripeObject, previous_attributes: dict[str, Any] | None = None) -> None:
+    # Event() exports the object now, so the event shows it as it is at this moment. Scheduled through
+    # the module global, which server.py replaces with its tracked scheduler.
+    event = Event(event_type, obj)
+    if previous_attributes is not None:
+        event.data["previous_attributes"] = previous_attributes
+    resources.schedule_webhook(event)
 
 
 def _created_tests(created: Any) -> list[Callable[[int], bool]]:
@@ -87,7 +103,7 @@ class Price(StripeObject):
         **unknown: Any,
     ) -> None:
         if unknown:
-            raise _refused(f"Received unknown parameter: {next(iter(unknown))}", param=next(iter(unknown)))
+            raise _unknown_parameter(unknown)
         if type(currency) is not str or not currency:
             raise _refused("Missing required param: currency.", param="currency", code="parameter_missing")
         product_id = _product_for_price(product, product_data)
@@ -163,7 +179,7 @@ class Price(StripeObject):
         **unknown: Any,
     ) -> Any:
         if unknown:
-            raise _refused(f"Received unknown parameter: {next(iter(unknown))}", param=next(iter(unknown)))
+            raise _unknown_parameter(unknown)
         tests = [lambda obj, test=test: test(obj.created) for test in _created_tests(created)]
         if active is not None:
             wanted = _boolean(active, "active")

@@ -21,31 +21,15 @@ from localstripe import server as ls_server
 from localstripe.errors import UserError
 from localstripe.resources import (
     Customer,
-    Event,
     List,
     PaymentMethod,
     SetupIntent,
-    StripeObject,
     fingerprint,
     try_convert_to_bool,
     try_convert_to_int,
 )
 
-from aa_stripe.testing.fakestripe.catalog import _created_tests
-
-
-def _refused(message: str, param: str | None = None, code: str | None = None, **more: Any) -> UserError:
-    contents = {key: value for key, value in (("param", param), ("code", code)) if value}
-    return UserError(400, message, {**contents, **more})
-
-
-def _send(event_type: str, obj: StripeObject, previous_attributes: dict[str, Any] | None = None) -> None:
-    # Event() exports the object now, so the event shows it as it is at this moment. Scheduled through
-    # the module global, which server.py replaces with its tracked scheduler.
-    event = Event(event_type, obj)
-    if previous_attributes is not None:
-        event.data["previous_attributes"] = previous_attributes
-    resources.schedule_webhook(event)
+from aa_stripe.testing.fakestripe.catalog import _created_tests, _refused, _send, _unknown_parameter
 
 
 def _reroute(method: str, path: str, func: Callable[..., Any]) -> None:
@@ -60,6 +44,11 @@ def _reroute(method: str, path: str, func: Callable[..., Any]) -> None:
             route._handler = ls_server.api_extra(func, path)
             return
     raise LookupError(f"localstripe serves no {method} {path}")
+
+
+def _add_route(method: str, path: str, func: Callable[..., Any]) -> None:
+    """Serve ``method path``, which localstripe does not know, with ``func`` (as ``api_extra`` does)."""
+    ls_server.app.router.add_route(method, path, ls_server.api_extra(func, path))
 
 
 # --- Card brands ---------------------------------------------------------------------------------
@@ -182,11 +171,6 @@ def _customer_payment_methods(url: str, customer: str, kind: Any, limit: Any, st
     return listed
 
 
-def _unknown_parameter(unknown: dict[str, Any]) -> UserError:
-    name = next(iter(unknown))
-    return _refused(f"Received unknown parameter: {name}", param=name)
-
-
 @classmethod
 def _customer_list_payment_methods(
     cls: type[Customer],
@@ -220,11 +204,7 @@ def _payment_method_list_all(
 
 Customer._api_list_payment_methods = _customer_list_payment_methods
 PaymentMethod._api_list_all = _payment_method_list_all
-ls_server.app.router.add_route(
-    "GET",
-    "/v1/customers/{id}/payment_methods",
-    ls_server.api_extra(Customer._api_list_payment_methods, "/v1/customers/{id}/payment_methods"),
-)
+_add_route("GET", "/v1/customers/{id}/payment_methods", Customer._api_list_payment_methods)
 
 
 # --- A customer's default payment method -----------------------------------------------------------
@@ -428,11 +408,7 @@ def _setup_intent_authenticate(
 
 
 SetupIntent._api_authenticate = _setup_intent_authenticate
-ls_server.app.router.add_route(
-    "POST",
-    "/v1/setup_intents/{id}/_authenticate",
-    ls_server.api_extra(SetupIntent._api_authenticate, "/v1/setup_intents/{id}/_authenticate"),
-)
+_add_route("POST", "/v1/setup_intents/{id}/_authenticate", SetupIntent._api_authenticate)
 
 
 # --- SetupIntents: cancel --------------------------------------------------------------------------

@@ -23,12 +23,17 @@ from collections.abc import Callable
 from typing import Any
 
 from localstripe import resources
-from localstripe import server as ls_server
 from localstripe.errors import UserError
 from localstripe.resources import Invoice, List, Subscription, random_id, try_convert_to_int
 
-from aa_stripe.testing.fakestripe.catalog import _created_tests
-from aa_stripe.testing.fakestripe.intents import _refused, _send, _unknown_parameter
+from aa_stripe.testing.fakestripe.catalog import (
+    _created_tests,
+    _refuse_invalid_id,
+    _refused,
+    _send,
+    _unknown_parameter,
+)
+from aa_stripe.testing.fakestripe.intents import _add_route
 from aa_stripe.testing.fakestripe.payment_intents import _NEXT_ACTION, _charge, _set_up_for_off_session
 from aa_stripe.testing.fakestripe.subscriptions import (
     _announcing,
@@ -113,9 +118,8 @@ def _invoice_list(
 ) -> List:
     if unknown:
         raise _unknown_parameter(unknown)
-    for name, value in (("customer", customer), ("subscription", subscription)):
-        if value is not None and (type(value) is not str or not value):
-            raise _refused(f"Invalid {name}: {value}", param=name)
+    _refuse_invalid_id("customer", customer)
+    _refuse_invalid_id("subscription", subscription)
     if status is not None and status not in _STATUSES:
         raise _refused(f"Invalid status: must be one of {', '.join(_STATUSES)}", param="status")
     number = try_convert_to_int(limit) if limit is not None else 10
@@ -213,11 +217,7 @@ def _subscription_renew(cls: type[Subscription], id: str, **unknown: Any) -> Sub
 
 
 Subscription._api_renew = _subscription_renew
-ls_server.app.router.add_route(
-    "POST",
-    "/v1/subscriptions/{id}/_renew",
-    ls_server.api_extra(Subscription._api_renew, "/v1/subscriptions/{id}/_renew"),
-)
+_add_route("POST", "/v1/subscriptions/{id}/_renew", Subscription._api_renew)
 
 
 # --- Invoice payments ----------------------------------------------------------------------------------
@@ -263,6 +263,4 @@ def _invoice_payments_list(invoice: Any = None, limit: Any = None, **unknown: An
     return _InvoicePayments(Invoice._api_retrieve(invoice))
 
 
-ls_server.app.router.add_route(
-    "GET", "/v1/invoice_payments", ls_server.api_extra(_invoice_payments_list, "/v1/invoice_payments")
-)
+_add_route("GET", "/v1/invoice_payments", _invoice_payments_list)

@@ -41,8 +41,14 @@ from localstripe.resources import (
     try_convert_to_bool,
 )
 
-from aa_stripe.testing.fakestripe.catalog import _created_tests
-from aa_stripe.testing.fakestripe.intents import _refused, _reroute, _send, _unknown_parameter
+from aa_stripe.testing.fakestripe.catalog import (
+    _created_tests,
+    _refuse_invalid_id,
+    _refused,
+    _send,
+    _unknown_parameter,
+)
+from aa_stripe.testing.fakestripe.intents import _reroute
 
 _DOCS = "https://docs.stripe.com/error-codes/"
 
@@ -658,8 +664,7 @@ def _payment_intent_list(
 ) -> List:
     if unknown:
         raise _unknown_parameter(unknown)
-    if customer is not None and (type(customer) is not str or not customer):
-        raise _refused(f"Invalid customer: {customer}", param="customer")
+    _refuse_invalid_id("customer", customer)
     tests = _created_tests(created)
     listed = List(url, limit=limit, starting_after=starting_after)
     newest_first = [  # the store keeps creation order: reversed, then sorted stably by `created`
@@ -678,8 +683,7 @@ _charge_list = Charge.__dict__["_api_list_all"].__func__
 
 @classmethod
 def _charge_list_by_intent(cls: type[Charge], url: str, payment_intent: Any = None, **kwargs: Any) -> List:
-    if payment_intent is not None and (type(payment_intent) is not str or not payment_intent):
-        raise _refused(f"Invalid payment_intent: {payment_intent}", param="payment_intent")
+    _refuse_invalid_id("payment_intent", payment_intent)
     listed = _charge_list(cls, url, **kwargs)
     if payment_intent is not None:
         listed._list = [charge for charge in listed._list if charge.payment_intent == payment_intent]
