@@ -12,13 +12,22 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db.models import F
 from django.dispatch import Signal
 from django.test import TestCase
 
-from aa_stripe.models import StripeCharge, StripeCoupon, StripeCustomer, StripeSubscription, StripeWebhook
+from aa_stripe.models import (
+    StripeCharge,
+    StripeCoupon,
+    StripeCustomer,
+    StripeOperation,
+    StripeSubscription,
+    StripeWebhook,
+)
 from aa_stripe.models.webhooks import webhook_handlers_for
 from aa_stripe.redaction import redact_secrets
 from aa_stripe.signals import webhook_pre_parse
@@ -33,6 +42,13 @@ pytestmark = pytest.mark.django_db
 
 def now() -> int:
     return int(time.time())
+
+
+def sent_a_minute_ago() -> None:
+    """Every request the operations journal has sent so far was sent a minute ago: the events a test
+    delivers next are news from later (a change in the dashboard), not events Stripe made around a
+    request of ours, which are read from Stripe again (``ordering.predates_our_write``)."""
+    StripeOperation.objects.update(last_sent_at=F("last_sent_at") - timedelta(minutes=1))
 
 
 def deliver(client: Any, event: dict[str, Any], expected: str = "parsed") -> StripeWebhook:

@@ -12,7 +12,7 @@ from aa_stripe import stripe_api
 from aa_stripe.models import StripeCustomer
 from aa_stripe.testing import make_event
 from tests.stripe_fixtures import stripe_object
-from tests.test_webhook_handlers import StripeCalls, deliver, deliver_again, now
+from tests.test_webhook_handlers import StripeCalls, deliver, deliver_again, now, sent_a_minute_ago
 
 pytestmark = pytest.mark.django_db
 
@@ -52,6 +52,7 @@ def test_customer_updated_without_sources_keeps_them_and_sets_the_default(
     client, fake_stripe, customer, default
 ):
     [card] = customer.sources
+    sent_a_minute_ago()  # the customer was made earlier; the default is changed in the dashboard now
     data = customer_object(customer, default_source=default)
     event = make_event(
         "customer.updated", data, data={"object": data, "previous_attributes": {"default_source": card["id"]}}
@@ -213,6 +214,7 @@ def test_a_card_added_before_a_later_customer_update_is_not_lost(client, fake_st
 
 
 def test_a_default_changed_before_a_later_card_event_is_not_lost(client, fake_stripe, customer):
+    sent_a_minute_ago()  # the customer was made earlier; these changes are the dashboard's
     t0 = now()
     other = card_object(customer)
     deliver(client, make_event("customer.source.created", other, created=t0))

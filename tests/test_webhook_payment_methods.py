@@ -202,3 +202,26 @@ def test_a_succeeded_setup_intent_whose_method_stripe_does_not_have_creates_noth
     webhook = deliver(client, event("setup_intent.succeeded", succeeded, now()))
 
     assert webhook.is_parsed and not StripePaymentMethod.objects.exists()
+
+
+def test_a_late_customer_event_older_than_our_write_cannot_undo_the_default(client, fake_stripe, user):
+    # Found by the demo's browser test: a card saved and made the default, then customer.created
+    # (made by Stripe a second before, with no default yet) arrived and cleared the default here; the
+    # next saved card then became the default at Stripe. An event that may predate a write of ours to
+    # the same object is read from Stripe instead of applied.
+    from tests.test_payment_methods import _post, card_payment_method
+
+    customer = StripeCustomer.get_or_create_for_user(user)
+    created_event = event(
+        "customer.created", fake_stripe.get(f"/v1/customers/{customer.stripe_customer_id}"), now() - 1
+    )
+    pm = card_payment_method(fake_stripe)
+    _post(fake_stripe, f"/v1/payment_methods/{pm}/attach", {"customer": customer.stripe_customer_id})
+    deliver(client, event("payment_method.attached", fake_stripe.get(f"/v1/payment_methods/{pm}"), now() - 1))
+    StripePaymentMethod.objects.get(stripe_payment_method_id=pm).set_as_default()
+
+    deliver(client, created_event)  # Stripe's event of the creation, delivered late
+
+    customer.refresh_from_db()
+    assert customer.default_payment_method == pm
+    assert StripePaymentMethod.objects.get().is_default

@@ -21,7 +21,7 @@ from aa_stripe.models.product_operations import PRICE
 from aa_stripe.models.webhooks import register_webhook_handler
 from aa_stripe.operations.record import StripeOperation
 
-from .ordering import bury_if_deleted, incoming
+from .ordering import bury_if_deleted, incoming, predates_our_write
 
 
 @register_webhook_handler("product.created", "product.updated", "product.deleted")
@@ -43,7 +43,8 @@ def price_changed(webhook: StripeWebhook) -> None:
 
 
 def _apply(webhook: StripeWebhook, row: StripeProduct | StripePrice, service: str) -> None:
-    change = incoming(webhook, row, service)  # a deletion leaves its tombstone here, row or not
+    # A deletion leaves its tombstone here, row or not.
+    change = incoming(webhook, row, service, stale=lambda data: predates_our_write(row, webhook))
     if change is None or (change.deleted and row.pk is None):
         return  # skipped, or the deletion of an object never mirrored here: nothing to mark
     if row.pk is None:
@@ -80,6 +81,6 @@ def plan_changed(webhook: StripeWebhook) -> None:
     if plan is None:
         bury_if_deleted(webhook)  # a plan never mirrored here: a late event must not count later
         return
-    change = incoming(webhook, plan, "plans")
+    change = incoming(webhook, plan, "plans", stale=lambda data: predates_our_write(plan, webhook))
     if change is not None:
         plan.update_from_stripe_data(change.data, deleted=change.deleted)

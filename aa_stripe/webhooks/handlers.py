@@ -35,7 +35,7 @@ from aa_stripe.signals import (
     stripe_charge_succeeded,
 )
 
-from .ordering import bury_if_deleted, incoming, stripe_object
+from .ordering import bury_if_deleted, incoming, predates_our_write, stripe_object
 
 logger = logging.getLogger("aa_stripe")
 
@@ -50,7 +50,7 @@ def coupon_changed(webhook: StripeWebhook) -> None:
     if coupon is None:
         bury_if_deleted(webhook)  # a coupon never mirrored here: later events must not bring it back
         return
-    change = incoming(webhook, coupon, "coupons")
+    change = incoming(webhook, coupon, "coupons", stale=lambda data: predates_our_write(coupon, webhook))
     if change is None or (change.deleted and coupon.pk is None):
         return
     coupon.update_from_stripe_data(change.data, deleted=change.deleted)
@@ -92,7 +92,12 @@ def customer_changed(webhook: StripeWebhook) -> None:
         bury_if_deleted(webhook)
         return
     change = incoming(
-        webhook, customer, "customers", stale=lambda data: _cards_newer_than(customer, webhook, data)
+        webhook,
+        customer,
+        "customers",
+        stale=lambda data: (
+            _cards_newer_than(customer, webhook, data) or predates_our_write(customer, webhook)
+        ),
     )
     if change is not None:
         customer.update_from_stripe_data(change.data, deleted=change.deleted)

@@ -8,6 +8,13 @@
   only a tie (Stripe's clock has 1-second resolution, and one action often emits several events in
   the same second; a re-parse of the same event too) re-reads the object from Stripe, the one
   source that knows which state is the latest.
+- Our own writes count too, where no rule of the object's own orders its states: an event made
+  before (or less than :data:`WRITE_MARGIN` after) the last request the operations journal sent
+  about the row may describe a state older than the answer the row took from that request, so
+  Stripe is read instead of applying it (:func:`predates_our_write`, given as ``stale`` by the
+  customer, coupon and catalog handlers: a late ``customer.created`` must not clear the default card
+  set a second later). Charges, subscriptions and invoices order their states by their own rules
+  (attempts, statuses that only move forward), which also hold against our answers.
 - Stripe is read before any row lock is taken (see :class:`NeedsStripeObject`), never while one is
   held.
 
@@ -20,11 +27,14 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, NamedTuple
+
+from django.contrib.contenttypes.models import ContentType
 
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import StripeInvalidRequestError
-from aa_stripe.models import StripeTombstone, StripeWebhook
+from aa_stripe.models import StripeOperation, StripeTombstone, StripeWebhook
 from aa_stripe.models.base import timestamp_to_datetime
 from aa_stripe.models.webhooks import NeedsStripeObject
 
@@ -48,6 +58,24 @@ def decide(row: Any, webhook: StripeWebhook) -> Apply:
         return Apply.SKIP
     row.last_event_at = created
     return Apply.REFETCH if last == created else Apply.DATA
+
+
+#: Stripe's clock and this host's differ a little, and event times have 1-second resolution: an event
+#: made up to this long before a request the journal sent may still describe the state before it.
+WRITE_MARGIN = timedelta(seconds=5)
+
+
+def predates_our_write(row: Any, webhook: StripeWebhook) -> bool:
+    """Whether the journal sent a request about ``row`` at or after the event was made (within
+    :data:`WRITE_MARGIN`): the row may hold that request's answer, newer than the event's object."""
+    created = webhook.event_created
+    if row.pk is None or created is None:
+        return False
+    return StripeOperation.objects.filter(
+        content_type=ContentType.objects.get_for_model(type(row)),
+        object_id=str(row.pk),
+        last_sent_at__gte=created - WRITE_MARGIN,
+    ).exists()
 
 
 def is_deletion(webhook: StripeWebhook) -> bool:
@@ -120,7 +148,8 @@ def incoming(
     """What to apply to ``row`` (locked, or new and unsaved) for this event; None to leave it alone.
 
     ``stale(data)`` says when the data of an event newer than the row's clock may still be older
-    than something already applied (e.g. a customer's card list): Stripe is asked instead.
+    than something already applied (e.g. a customer's card list, or an answer of ours:
+    :func:`predates_our_write`): Stripe is asked instead.
     After a tie the object is Stripe's current one; when Stripe no longer has it, or its object of
     that id is a newer namesake (another ``created``), the event's own object is applied as
     deleted. A deletion stays a deletion whatever Stripe answers. ``row.last_event_at`` is moved
