@@ -333,3 +333,37 @@ def test_bad_list_parameters_are_refused(client, params, param):
         client.v1.invoices.list(params=params)
 
     assert (caught.value.http_status, caught.value.param) == (400, param)
+
+
+@pytest.mark.parametrize(
+    ("coupon", "first", "renewal"),
+    [
+        ({"duration": "once", "percent_off": 10}, 1350, 1500),
+        ({"duration": "forever", "amount_off": 200, "currency": "usd"}, 1300, 1300),
+        ({"duration": "repeating", "duration_in_months": 3, "percent_off": 50}, 750, 750),
+        ({"duration": "forever", "amount_off": 5000, "currency": "usd"}, 0, 0),
+    ],
+)
+def test_a_coupon_is_taken_off_the_invoices_it_covers(client, customer, price, coupon, first, renewal):
+    # localstripe has no discounts; Stripe takes the coupon off each invoice it covers, the first one
+    # included, and the PaymentIntent charges the discounted total.
+    made = client.v1.coupons.create(params=coupon)
+    as_default(client, customer, PAYS)
+    sub = subscribe(client, customer, {"price": price.id}, discounts=[{"coupon": made.id}])
+
+    invoice = latest_invoice(client, sub)
+    assert (sub.status, invoice.status) == ("active", "paid")
+    assert (invoice.subtotal, invoice.total, invoice.amount_due, invoice.amount_paid) == (
+        1500,
+        first,
+        first,
+        first,
+    )
+    if first:
+        assert intent_of(client, invoice).amount == first
+
+    renew(client, sub)
+
+    renewed = latest_invoice(client, sub)
+    assert renewed.id != invoice.id
+    assert (renewed.subtotal, renewed.amount_paid) == (1500, renewal)

@@ -231,9 +231,9 @@ Coupon._api_list_all = _coupon_list_all
 # Current API: `discounts=[{"coupon": id}]` (the `coupon` parameter was removed in 2025). localstripe
 # supports neither `discounts` nor the legacy `coupon`, and has no Discount object, so the shim
 # validates the coupons up front (no subscription is created for a bad coupon), lets localstripe
-# create the subscription, then attaches discounts. The discount carries both the current shape
-# (`source.coupon` = id) and the legacy one (`coupon` = the coupon object). Limit: the first
-# invoice, which localstripe creates and pays inside the constructor, is NOT discounted.
+# create the subscription and attaches the discounts as soon as it has its id, before its first
+# invoice is made (subscriptions.py: the invoices take the coupon off as Stripe does). The discount
+# carries both the current shape (`source.coupon` = id) and the legacy one (`coupon` = the coupon object).
 def _coupons_for(discounts: Any, coupon: Any) -> list[Coupon]:
     if coupon is not None:  # legacy parameter, same semantics as one discount
         discounts = [*(discounts or []), {"coupon": coupon}]
@@ -293,9 +293,23 @@ def _subscription_create(
     cls: type[Subscription], discounts: Any = None, coupon: Any = None, **data: Any
 ) -> Subscription:
     coupons = _coupons_for(discounts, coupon)
-    obj = super(Subscription, cls)._api_create(**data)
-    _attach_discounts(obj, coupons)
+    # localstripe makes (and pays) the first invoice inside the constructor: subscriptions.py's first
+    # invoice calls _discount_new on the new subscription before making it.
+    cls._discount_new = staticmethod(lambda sub: _attach_discounts(sub, coupons))
+    try:
+        obj = super(Subscription, cls)._api_create(**data)
+    finally:
+        cls._discount_new = staticmethod(_no_discount)
+    if coupons and obj.discount is None:
+        _attach_discounts(obj, coupons)
     return obj
+
+
+def _no_discount(sub: Subscription) -> None:
+    return None
+
+
+Subscription._discount_new = staticmethod(_no_discount)
 
 
 _subscription_update = Subscription._update
@@ -472,6 +486,7 @@ from aa_stripe.testing.fakestripe import intents  # noqa: E402, F401  # isort: s
 from aa_stripe.testing.fakestripe import payment_intents  # noqa: E402, F401  # isort: skip
 from aa_stripe.testing.fakestripe import subscriptions  # noqa: E402, F401  # isort: skip
 from aa_stripe.testing.fakestripe import invoices  # noqa: E402, F401  # isort: skip
+from aa_stripe.testing.fakestripe import stripe_js  # noqa: E402, F401  # isort: skip
 
 
 # --- Serving -------------------------------------------------------------------------------------

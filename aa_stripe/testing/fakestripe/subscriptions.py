@@ -531,6 +531,7 @@ def _zero_trial_lines(invoice: Invoice) -> None:  # Stripe: a $0 invoice for the
 
 
 def _first_invoice(self: Subscription) -> None:
+    type(self)._discount_new(self)  # server.py: the discounts asked for, before the invoice is made
     behavior = self._behavior
     trial = self._trial_until
     if trial is not None:
@@ -574,6 +575,43 @@ def _first_invoice(self: Subscription) -> None:
             _forget(self)
             raise
         # allow_incomplete: HTTP 200, the subscription incomplete, its PaymentIntent awaiting another card
+
+
+# --- Discounts on invoices -------------------------------------------------------------------------------
+# localstripe has no discounts: its invoices total the lines. Stripe takes the subscription's coupon off
+# each invoice the discount covers (duration once: the first invoice, billing_reason subscription_create;
+# repeating: invoices dated before the discount's end; forever: all): percent_off of the subtotal, or
+# amount_off (at most the subtotal). amount_due, amount_paid and the PaymentIntent's amount follow total.
+def _discount_amount(invoice: Invoice) -> int:
+    sub = _store("subscription", invoice.subscription)
+    discount = getattr(sub, "discount", None) if sub is not None else None
+    if not discount:
+        return 0
+    coupon = _store("coupon", discount["source"]["coupon"])
+    if coupon is None:
+        return 0
+    if coupon.duration == "once" and invoice.billing_reason != "subscription_create":
+        return 0
+    if (
+        coupon.duration == "repeating"
+        and discount["end"] is not None
+        and (invoice.date or 0) >= discount["end"]
+    ):
+        return 0
+    subtotal = invoice.subtotal
+    if coupon.percent_off is not None:
+        return round(subtotal * coupon.percent_off / 100)
+    return min(coupon.amount_off or 0, subtotal)
+
+
+_invoice_total = Invoice.total
+
+
+def _invoice_total_discounted(self: Invoice) -> int:
+    return max(0, _invoice_total.fget(self) - _discount_amount(self))
+
+
+Invoice.total = property(_invoice_total_discounted)
 
 
 _create_invoice = Subscription._create_invoice
