@@ -356,7 +356,10 @@ def run(args: argparse.Namespace) -> None:
                 "STRIPE_WEBHOOK_ENDPOINT_SECRET to the secret it prints."
             )
         else:
-            lines.append("  Test cards: 4242424242424242 (accepted), 4000000000000002 (declined).")
+            lines.append(
+                "  Test cards: 4242424242424242 (accepted), 4000002500003155 (asks the bank when saved),\n"
+                "  4000002760003184 (asks the bank on every payment), 4000000000000002 (declined)."
+            )
         lines.append("Ctrl-C stops the demo.")
         print("\n".join(lines), flush=True)
         if children.wait(server):

@@ -7,6 +7,7 @@
   ``django-admin startproject``, which then migrates, passes ``check`` and answers its first
   requests, as a new user's project would.
 - ```graphql: validated against the library's schema.
+- ```js demo: the demo page's own code, found verbatim in its demo.js (which the browser test runs).
 - anything else must say ``illustrative`` in its info string (```sh illustrative).
 """
 
@@ -27,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 FENCES = re.findall(r"^```([^\n]*)\n(.*?)^```", README.read_text(), flags=re.S | re.M)
 BLOCKS = [code for info, code in FENCES if info == "python"]
-RUN_ELSEWHERE = {"python", "py settings", "py urls", "graphql"}
+RUN_ELSEWHERE = {"python", "py settings", "py urls", "graphql", "js demo"}
+DEMO_JS = ROOT / "example" / "demo_project" / "static" / "demo" / "demo.js"
 
 
 def snippet(info: str) -> str:
@@ -73,6 +75,14 @@ def test_readme_graphql_is_valid_against_the_schema():
     for document in documents:
         errors = validate(schema.graphql_schema, parse(document))
         assert errors == [], f"{errors}\n{document}"
+
+
+def test_readme_front_end_snippets_are_the_demo_pages_own_code():
+    page = DEMO_JS.read_text()
+    snippets = [code for info, code in FENCES if info == "js demo"]
+    assert len(snippets) >= 4
+    for code in snippets:
+        assert code in page, f"not in {DEMO_JS.relative_to(ROOT)}:\n{code}"
 
 
 FIRST_REQUESTS = """

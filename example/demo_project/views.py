@@ -1,6 +1,7 @@
 """The demo page (plain HTML + JavaScript that uses the GraphQL API) and run_demo.py's readiness URL."""
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -16,6 +17,12 @@ def index(request: HttpRequest) -> HttpResponse:
             "stripe_js_url": settings.STRIPE_JS_URL,
             "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
             "offline": bool(settings.STRIPE_API_BASE),
+            # Staff charge customers from the page (createStripeCharge takes the user's primary key).
+            "customers": (
+                get_user_model().objects.filter(is_staff=False).order_by("username")
+                if request.user.is_staff
+                else []
+            ),
         },
     )
 

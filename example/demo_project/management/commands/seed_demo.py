@@ -1,4 +1,5 @@
-"""``manage.py seed_demo``: the demo's users, plans and coupon (plans and coupon created at Stripe).
+"""``manage.py seed_demo``: the demo's users, prices and coupon (products, prices and coupon created at
+Stripe through the library's own methods).
 
 Safe to run again: existing rows are kept, passwords are reset (and printed) on every run.
 """
@@ -8,34 +9,44 @@ from __future__ import annotations
 import os
 import secrets
 from decimal import Decimal
+from io import StringIO
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from aa_stripe.exceptions import StripeCouponAlreadyExists
-from aa_stripe.models import StripeCoupon, StripeSubscriptionPlan
+from aa_stripe.exceptions import StripeCouponAlreadyExists, StripeLookupKeyInUse
+from aa_stripe.models import StripeCoupon, StripePrice, StripeProduct
 
-PLANS = [
-    {"name": "Demo Basic", "amount": 500, "currency": "usd", "interval": "month"},
-    {"name": "Demo Pro", "amount": 4800, "currency": "usd", "interval": "year"},
+# One product per offer, each with one recurring price (the page shows the product's name).
+PRICES = [
+    {
+        "product": "Demo Basic",
+        "unit_amount": 500,
+        "currency": "usd",
+        "interval": "month",
+        "key": "demo-basic",
+    },
+    {"product": "Demo Pro", "unit_amount": 4800, "currency": "usd", "interval": "year", "key": "demo-pro"},
 ]
 COUPON_ID = "DEMO10"
 
 
 class Command(BaseCommand):
-    help = "Create the demo user, a staff user, two plans and a coupon (at Stripe through aa_stripe)."
+    help = "Create the demo user, a staff user, two prices and a coupon (at Stripe through aa_stripe)."
 
     def handle(self, *args: Any, **options: Any) -> None:
         for username, staff in (("demo", False), ("admin", True)):
             password = self._user(username, staff)
             role = "staff, superuser" if staff else "signs in on the demo page"
             self.stdout.write(f"user {username} / password {password} ({role})")
-        for spec in PLANS:
-            plan = self._plan(spec)
+        for spec in PRICES:
+            price = self._price(spec)
             self.stdout.write(
-                f"plan {plan.name}: {plan.amount} {plan.currency} per {plan.interval} ({plan.stripe_plan_id})"
+                f"price {price.product.name}: {price.unit_amount} {price.currency} per "
+                f"{price.recurring_interval} ({price.stripe_price_id})"
             )
         coupon = self._coupon()
         self.stdout.write(
@@ -51,13 +62,30 @@ class Command(BaseCommand):
         user.save()
         return password
 
-    def _plan(self, spec: dict[str, Any]) -> StripeSubscriptionPlan:
-        plan = StripeSubscriptionPlan.objects.filter(name=spec["name"]).first()
-        if plan is None:
-            plan = StripeSubscriptionPlan.objects.create(**spec)
-        if not plan.is_created_at_stripe:
-            plan.create_at_stripe()
-        return plan
+    def _price(self, spec: dict[str, Any]) -> StripePrice:
+        product = StripeProduct.objects.filter(name=spec["product"], is_deleted=False).first()
+        if product is None:
+            product = StripeProduct.objects.create(name=spec["product"])
+        if not product.is_created_at_stripe:
+            product.create_at_stripe()
+        price = StripePrice.objects.filter(lookup_key=spec["key"]).first()
+        if price is None:
+            price = StripePrice(
+                product=product,
+                unit_amount=spec["unit_amount"],
+                currency=spec["currency"],
+                recurring_interval=spec["interval"],
+                recurring_interval_count=1,
+                lookup_key=spec["key"],
+            )
+        if not price.is_created_at_stripe:
+            try:
+                price.create_at_stripe()
+            except StripeLookupKeyInUse:
+                # Real Stripe test mode with a new database: the price is there from an earlier run.
+                call_command("refresh_prices", stdout=StringIO())
+                price = StripePrice.objects.get(lookup_key=spec["key"])
+        return price
 
     def _coupon(self) -> StripeCoupon:
         live = StripeCoupon.objects.filter(coupon_id=COUPON_ID, is_deleted=False).first()
