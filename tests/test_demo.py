@@ -329,19 +329,36 @@ def test_demo_charge_waits_for_the_customers_bank(demo: Demo, browser: object, s
     me = _open(shoppers, demo, browser, "payer")
     _save_authenticated_card(me, "4000002760003184", "3184")  # its bank asks on every payment
 
-    # Staff charge the customer from the page: off-session, the bank wants the customer.
+    # Staff charge the customer from the page: off-session, the bank wants the customer. The first
+    # answer is lost on its way back (the charge was made): clicking again sends the same request
+    # with the same idempotency key, answered once, so there is one charge.
     staff = _open(shoppers, demo, browser, "admin")
     staff.page.select_option("#charge-user", label="payer")
     staff.page.fill("#charge-amount", "1250")
     staff.page.fill("#charge-description", "Demo order")
+    lost: list[str] = []
+
+    def lose_the_answer(route: object) -> None:
+        if "createStripeCharge" in (route.request.post_data or "") and not lost:
+            route.fetch()  # the server does the work; its answer never reaches the page
+            lost.append(route.request.post_data)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    staff.page.route("**/graphql/", lose_the_answer)
+    staff.page.click("#create-charge")
+    expect(staff.messages).to_contain_text("Failed to fetch")
     staff.page.click("#create-charge")
     expect(staff.messages).to_have_text(
         "Charged payer $12.50: it waits for payer to confirm it with their bank."
     )
+    assert len(lost) == 1
 
     me.reload()
     charge = me.row("charge", "Demo order")
     expect(charge).to_contain_text("$12.50: Demo order, unpaid: your bank asks you to confirm it")
+    expect(me.section("charge").locator("li")).to_have_count(1)  # one charge, not two
 
     # The customer fails the bank's check: not paid, and the page says why.
     charge.get_by_role("button", name="Pay").click()
@@ -371,15 +388,19 @@ def test_demo_subscription_first_payment_asks_the_bank(demo: Demo, browser: obje
     expect(me.section("price")).to_contain_text("Demo Pro: $48.00 every year")
     basic = me.row("price", "Demo Basic").get_by_role("button", name="Subscribe")
 
-    # No card yet: Stripe's subscription waits for one; the API says so and the page shows it.
+    # No card yet: the page asks for one first (nothing is subscribed).
+    basic.click()
+    expect(me.messages).to_have_text(
+        "Demo Basic: save a card first (1. Your cards); it pays the first invoice."
+    )
+    _save_authenticated_card(me, "4000002760003184", "3184")
+
     # An unknown coupon is refused before anything happens at Stripe.
     me.page.fill("#coupon", "NOPE")
     basic.click()
     expect(me.messages).to_contain_text("NOT_FOUND, coupon")
     expect(me.section("subscription")).to_have_text("None yet.")
     me.page.fill("#coupon", "")
-
-    _save_authenticated_card(me, "4000002760003184", "3184")
 
     # The first payment asks the bank: failed, the subscription waits (incomplete) for the payment.
     basic.click()

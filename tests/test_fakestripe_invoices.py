@@ -367,3 +367,14 @@ def test_a_coupon_is_taken_off_the_invoices_it_covers(client, customer, price, c
     renewed = latest_invoice(client, sub)
     assert renewed.id != invoice.id
     assert (renewed.subtotal, renewed.amount_paid) == (1500, renewal)
+
+
+def test_a_coupon_deleted_later_leaves_the_invoices_made_with_it(client, customer, price):
+    made = client.v1.coupons.create(params={"duration": "forever", "percent_off": 10})
+    as_default(client, customer, PAYS)
+    sub = subscribe(client, customer, {"price": price.id}, discounts=[{"coupon": made.id}])
+    paid = latest_invoice(client, sub)
+
+    client.v1.coupons.delete(made.id)
+
+    assert client.v1.invoices.retrieve(paid.id).amount_paid == 1350

@@ -48,7 +48,10 @@ def sent_a_minute_ago() -> None:
     """Every request the operations journal has sent so far was sent a minute ago: the events a test
     delivers next are news from later (a change in the dashboard), not events Stripe made around a
     request of ours, which are read from Stripe again (``ordering.predates_our_write``)."""
-    StripeOperation.objects.update(last_sent_at=F("last_sent_at") - timedelta(minutes=1))
+    StripeOperation.objects.update(
+        last_sent_at=F("last_sent_at") - timedelta(minutes=1),
+        resolved_at=F("resolved_at") - timedelta(minutes=1),
+    )
 
 
 def deliver(client: Any, event: dict[str, Any], expected: str = "parsed") -> StripeWebhook:

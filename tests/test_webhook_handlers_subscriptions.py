@@ -12,7 +12,7 @@ from aa_stripe.exceptions import StripeAlreadyCanceled
 from aa_stripe.models import StripeSubscription
 from aa_stripe.testing import make_event
 from tests.stripe_fixtures import stripe_object
-from tests.test_webhook_handlers import StripeCalls, deliver, deliver_again, now
+from tests.test_webhook_handlers import StripeCalls, deliver, deliver_again, now, sent_a_minute_ago
 
 pytestmark = pytest.mark.django_db
 
@@ -200,3 +200,52 @@ def test_a_replayed_event_changes_nothing_twice(client, fake_stripe, subscriptio
     after = StripeSubscription.objects.filter(pk=subscription.pk).values().get()
     assert {**after, "updated": None} == {**before, "updated": None}
     assert before["status"] == "canceled" and stripe_calls.writes() == []
+
+
+# --- events made before our own cancellation, delivered after it ---------------------------------
+
+
+def test_an_older_event_cannot_make_a_subscription_we_canceled_active_again(
+    client, fake_stripe, subscription
+):
+    made_before = now() - 1
+    stale = subscription_object(subscription, metadata={"order": "8"})  # active, as it was
+    subscription.cancel(at_period_end=False)
+    subscription.refresh_from_db()
+    assert subscription.status == "canceled"
+    stripe_calls = StripeCalls(fake_stripe)
+
+    deliver(client, updated_event(stale, {"metadata": {"order": "7"}}, created=made_before))
+
+    subscription.refresh_from_db()
+    assert subscription.status == "canceled" and subscription.canceled_at is not None
+    # canceled is final at Stripe: the subscription was read from Stripe instead
+    assert stripe_calls() == [("GET", f"/v1/subscriptions/{subscription.stripe_subscription_id}")]
+
+
+def test_an_older_event_cannot_undo_our_cancellation_at_the_period_end(client, fake_stripe, subscription):
+    made_before = now() - 1
+    stale = subscription_object(subscription, metadata={"order": "8"})  # cancel_at_period_end false
+    subscription.cancel(at_period_end=True)
+    subscription.refresh_from_db()
+    assert subscription.at_period_end
+
+    deliver(client, updated_event(stale, {"metadata": {"order": "7"}}, created=made_before))
+
+    subscription.refresh_from_db()
+    assert subscription.at_period_end and subscription.status == "active"
+
+
+def test_a_later_change_in_the_dashboard_can_undo_a_cancellation_at_the_period_end(
+    client, fake_stripe, subscription
+):
+    subscription.cancel(at_period_end=True)
+    sent_a_minute_ago()  # our cancellation was a minute ago; the dashboard takes it back now
+    undone = stripe_api.call(
+        "subscriptions", "update", subscription.stripe_subscription_id, params={"cancel_at_period_end": False}
+    )
+
+    deliver(client, updated_event(undone, {"cancel_at_period_end": True}, created=now()))
+
+    subscription.refresh_from_db()
+    assert not subscription.at_period_end and subscription.status == "active"

@@ -270,14 +270,28 @@ def charge_disputed(webhook: StripeWebhook) -> None:
 # --- subscriptions ------------------------------------------------------------------------------
 
 
-def _behind(subscription: StripeSubscription) -> Callable[[dict[str, Any]], bool]:
-    """A subscription never goes back to ``incomplete`` at Stripe: an event saying so about a row
-    past it (a late retry of customer.subscription.created after the row was refreshed or paid)
-    is older than what was applied; Stripe is asked instead."""
+#: Statuses a subscription never leaves at Stripe.
+FINAL_STATUSES = (StripeSubscription.STATUS_CANCELED, StripeSubscription.STATUS_INCOMPLETE_EXPIRED)
+
+
+def _behind(subscription: StripeSubscription, webhook: StripeWebhook) -> Callable[[dict[str, Any]], bool]:
+    """Whether the event's subscription may be older than what the row holds; Stripe is asked instead.
+
+    A subscription never goes back to ``incomplete`` at Stripe (a late retry of
+    customer.subscription.created after the row was refreshed or paid), never leaves ``canceled``
+    or ``incomplete_expired`` (an event made before our cancel, delivered after it, would make a
+    canceled subscription active again here), and an event that would undo a cancellation at the
+    period's end may predate our own request that made it."""
 
     def stale(data: dict[str, Any]) -> bool:
+        status, held = data.get("status"), subscription.status
         incomplete = StripeSubscription.STATUS_INCOMPLETE
-        return data.get("status") == incomplete and subscription.status not in ("", incomplete)
+        if status == incomplete and held not in ("", incomplete):
+            return True
+        if held in FINAL_STATUSES and status != held:
+            return True
+        undoes_cancel = subscription.at_period_end and not data.get("cancel_at_period_end")
+        return undoes_cancel and predates_our_write(subscription, webhook)
 
     return stale
 
@@ -299,7 +313,7 @@ def subscription_changed(webhook: StripeWebhook) -> None:
     if subscription is None:
         bury_if_deleted(webhook)
         return
-    change = incoming(webhook, subscription, "subscriptions", stale=_behind(subscription))
+    change = incoming(webhook, subscription, "subscriptions", stale=_behind(subscription, webhook))
     if change is None:
         return
     data = change.data

@@ -9,12 +9,12 @@
   the same second; a re-parse of the same event too) re-reads the object from Stripe, the one
   source that knows which state is the latest.
 - Our own writes count too, where no rule of the object's own orders its states: an event made
-  before (or less than :data:`WRITE_MARGIN` after) the last request the operations journal sent
-  about the row may describe a state older than the answer the row took from that request, so
-  Stripe is read instead of applying it (:func:`predates_our_write`, given as ``stale`` by the
-  customer, coupon and catalog handlers: a late ``customer.created`` must not clear the default card
-  set a second later). Charges, subscriptions and invoices order their states by their own rules
-  (attempts, statuses that only move forward), which also hold against our answers.
+  before (or less than :data:`WRITE_MARGIN` after) the answer to a request the operations journal
+  sent about the row, or while such a request is unanswered, may describe a state older than the
+  one the request left, so Stripe is read instead of applying it (:func:`predates_our_write`,
+  given as ``stale`` by the customer, coupon and catalog handlers: a late ``customer.created`` must
+  not clear the default card set a second later). Charges, subscriptions and invoices order their
+  states by their own rules (attempts, statuses that only move forward, final statuses).
 - Stripe is read before any row lock is taken (see :class:`NeedsStripeObject`), never while one is
   held.
 
@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from django.contrib.contenttypes.models import ContentType
+from django.db import models
 
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import StripeInvalidRequestError
@@ -66,15 +67,19 @@ WRITE_MARGIN = timedelta(seconds=5)
 
 
 def predates_our_write(row: Any, webhook: StripeWebhook) -> bool:
-    """Whether the journal sent a request about ``row`` at or after the event was made (within
-    :data:`WRITE_MARGIN`): the row may hold that request's answer, newer than the event's object."""
+    """Whether a request the journal sent about ``row`` may have been done at Stripe after the event
+    was made: one answered at or after the event's time (less :data:`WRITE_MARGIN`), or one not
+    answered yet. The row may hold (or be about to hold) that request's answer, newer than the
+    event's object. (A request is done at Stripe between its sending and its answer, and a slow one
+    takes longer than the margin.)"""
     created = webhook.event_created
     if row.pk is None or created is None:
         return False
     return StripeOperation.objects.filter(
+        models.Q(resolved_at__gte=created - WRITE_MARGIN)
+        | models.Q(resolved_at__isnull=True, last_sent_at__isnull=False),
         content_type=ContentType.objects.get_for_model(type(row)),
         object_id=str(row.pk),
-        last_sent_at__gte=created - WRITE_MARGIN,
     ).exists()
 
 

@@ -520,13 +520,34 @@ _reroute("POST", "/v1/payment_intents/{id}/confirm", PaymentIntent._api_confirm)
 # stripe.js confirms with the publishable key (as `key` in the body, or a Bearer pk_ header) and the
 # client_secret; localstripe's authentication takes a publishable key on _authenticate and SetupIntent
 # paths only (401 here). A confirm carrying a pk_ key and a client_secret is let through; the client_secret
-# is then checked against the intent's (above).
+# is then checked against the intent's (above). stripe.js also retrieves an intent with the publishable
+# key: GET /v1/payment_intents/{id}?client_secret=... answers the intent when the secret is its own (else
+# 400, as Stripe answers), and only then.
 _CONFIRM_PATH = re.compile(r"^/v1/payment_intents/\w+/confirm$")
+_RETRIEVE_PATH = re.compile(r"^/v1/payment_intents/(\w+)$")
 _auth_middleware = ls_server.auth_middleware
+
+
+def _retrieved_with_client_secret(request: web.Request) -> web.Response | None:
+    match = _RETRIEVE_PATH.match(request.path)
+    header = request.headers.get("Authorization", "")
+    key = request.query.get("key") or header.removeprefix("Bearer ")
+    if match is None or not key.startswith("pk_"):
+        return None
+    obj = resources.store.get(f"payment_intent:{match[1]}")
+    secret = request.query.get("client_secret")
+    if obj is None or not secret or secret != obj.client_secret:
+        error = {"type": "invalid_request_error", "param": "client_secret"}
+        return web.json_response({"error": {**error, "message": _CLIENT_SECRET_MISMATCH}}, status=400)
+    return web.json_response(obj._export())
 
 
 @web.middleware
 async def _auth_with_client_secret(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+    if request.method == "GET":
+        answer = _retrieved_with_client_secret(request)
+        if answer is not None:
+            return answer
     if request.method == "POST" and _CONFIRM_PATH.match(request.path):
         header = request.headers.get("Authorization", "")
         data = await ls_server.get_post_data(request, remove_auth=False) or {}

@@ -4,8 +4,8 @@
 (function () {
   const makeStripe = Stripe;
 
-  async function post(url, body) {
-    const response = await fetch(url, {method: "POST", body: JSON.stringify(body)});
+  async function call(method, url, body) {
+    const response = await fetch(url, method === "GET" ? {method} : {method, body: JSON.stringify(body)});
     const answer = await response.json().catch(() => ({}));
     if (response.status !== 200 || answer.error) {
       return {error: answer.error || {message: `The fake Stripe answered ${response.status}.`}};
@@ -23,6 +23,9 @@
 
   Stripe = (apiKey, options) => {
     const stripe = makeStripe(apiKey, options);
+    // As Stripe's: with a payment method, the intent is confirmed with it (a new attempt); without
+    // one, an intent that waits for the customer's bank gets the bank's check, and one without a
+    // payment method is an error. The dialog opens only when the intent then requires action.
     stripe.confirmCardPayment = async (clientSecret, data) => {
       console.log("fake stripe.js: confirmCardPayment()");
       const match = /^(pi_\w+)_secret_/.exec(clientSecret || "");
@@ -30,25 +33,38 @@
         return {error: {type: "invalid_request_error", message: "Invalid value for confirmCardPayment: clientSecret."}};
       }
       const base = `${LOCALSTRIPE_BASE_API}/v1/payment_intents/${match[1]}`;
-      let intent = null;
       const method = data && data.payment_method;
       if (method !== undefined && typeof method !== "string") {
         return {error: {type: "invalid_request_error", message: "This stand-in takes a payment method id (pm_...) only."}};
       }
-      if (method) {
-        const confirmed = await post(`${base}/confirm`, {key: apiKey, client_secret: clientSecret, payment_method: method});
-        if (confirmed.error) return confirmed;
-        intent = confirmed.intent;
-        if (intent.status !== "requires_action") return outcome(intent);
+      const secret = encodeURIComponent(clientSecret);
+      let step = await call("GET", `${base}?key=${encodeURIComponent(apiKey)}&client_secret=${secret}`);
+      if (step.error) return step;
+      let intent = step.intent;
+      if (method || intent.status === "requires_confirmation") {
+        const body = {key: apiKey, client_secret: clientSecret, ...(method ? {payment_method: method} : {})};
+        step = await call("POST", `${base}/confirm`, body);
+        if (step.error) return step;
+        intent = step.intent;
+      } else if (intent.status === "requires_payment_method") {
+        return {error: {
+          type: "invalid_request_error",
+          code: "payment_intent_unexpected_state",
+          message: "A payment method of type card was expected to be present, but this PaymentIntent does "
+            + "not have a payment method and none was provided. Try again providing either the "
+            + "payment_method or payment_method_data parameters.",
+          payment_intent: intent,
+        }};
       }
+      if (intent.status !== "requires_action") return outcome(intent);
       const passed = await openModal("3D Secure\nDo you want to confirm or cancel?",
                                      "Complete authentication", "Fail authentication");
-      const authenticated = await post(`${base}/_authenticate?success=${passed}`,
-                                       {key: apiKey, client_secret: clientSecret});
-      if (authenticated.error) return authenticated;
-      return outcome(authenticated.intent);
+      step = await call("POST", `${base}/_authenticate?success=${passed}`, {key: apiKey, client_secret: clientSecret});
+      if (step.error) return step;
+      return outcome(step.intent);
     };
-    stripe.handleCardPayment = (clientSecret) => stripe.confirmCardPayment(clientSecret);
+    stripe.handleCardPayment = (clientSecret, element, data) =>
+      stripe.confirmCardPayment(clientSecret, data && data.payment_method ? {payment_method: data.payment_method} : undefined);
     return stripe;
   };
 })();

@@ -495,6 +495,7 @@ def _subscription_invoice(
         invoice.billing_reason = billing_reason
         if adjust is not None:
             adjust(invoice)
+        invoice._discount = _discount_amount(invoice)  # kept: a coupon deleted later changes nothing
         for event in held:  # invoice.created as it is now
             if event.type == "invoice.created" and event.data["object"]["id"] == invoice.id:
                 event.data = {"object": invoice._export()}
@@ -581,7 +582,8 @@ def _first_invoice(self: Subscription) -> None:
 # localstripe has no discounts: its invoices total the lines. Stripe takes the subscription's coupon off
 # each invoice the discount covers (duration once: the first invoice, billing_reason subscription_create;
 # repeating: invoices dated before the discount's end; forever: all): percent_off of the subtotal, or
-# amount_off (at most the subtotal). amount_due, amount_paid and the PaymentIntent's amount follow total.
+# amount_off (at most the subtotal). The amount is fixed when the invoice is made (a coupon deleted later
+# leaves made invoices as they are); amount_due, amount_paid and the PaymentIntent's amount follow total.
 def _discount_amount(invoice: Invoice) -> int:
     sub = _store("subscription", invoice.subscription)
     discount = getattr(sub, "discount", None) if sub is not None else None
@@ -608,7 +610,7 @@ _invoice_total = Invoice.total
 
 
 def _invoice_total_discounted(self: Invoice) -> int:
-    return max(0, _invoice_total.fget(self) - _discount_amount(self))
+    return max(0, _invoice_total.fget(self) - getattr(self, "_discount", 0))
 
 
 Invoice.total = property(_invoice_total_discounted)

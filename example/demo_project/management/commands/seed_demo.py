@@ -12,12 +12,13 @@ from decimal import Decimal
 from io import StringIO
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from aa_stripe.exceptions import StripeCouponAlreadyExists, StripeLookupKeyInUse
+from aa_stripe.exceptions import StripeCouponAlreadyExists
 from aa_stripe.models import StripeCoupon, StripePrice, StripeProduct
 
 # One product per offer, each with one recurring price (the page shows the product's name).
@@ -63,28 +64,29 @@ class Command(BaseCommand):
         return password
 
     def _price(self, spec: dict[str, Any]) -> StripePrice:
-        product = StripeProduct.objects.filter(name=spec["product"], is_deleted=False).first()
+        at_stripe = StripePrice.objects.filter(lookup_key=spec["key"], is_created_at_stripe=True).first()
+        if at_stripe is None and not settings.STRIPE_API_BASE:
+            # Real Stripe test mode with a new database: the catalog of an earlier run is mirrored
+            # first, so nothing is made twice there.
+            call_command("refresh_prices", stdout=StringIO())
+            at_stripe = StripePrice.objects.filter(lookup_key=spec["key"], is_created_at_stripe=True).first()
+        if at_stripe is not None:
+            return at_stripe
+        products = StripeProduct.objects.filter(name=spec["product"], is_deleted=False)
+        product = products.filter(is_created_at_stripe=True).first() or products.first()
         if product is None:
             product = StripeProduct.objects.create(name=spec["product"])
         if not product.is_created_at_stripe:
             product.create_at_stripe()
-        price = StripePrice.objects.filter(lookup_key=spec["key"]).first()
-        if price is None:
-            price = StripePrice(
-                product=product,
-                unit_amount=spec["unit_amount"],
-                currency=spec["currency"],
-                recurring_interval=spec["interval"],
-                recurring_interval_count=1,
-                lookup_key=spec["key"],
-            )
-        if not price.is_created_at_stripe:
-            try:
-                price.create_at_stripe()
-            except StripeLookupKeyInUse:
-                # Real Stripe test mode with a new database: the price is there from an earlier run.
-                call_command("refresh_prices", stdout=StringIO())
-                price = StripePrice.objects.get(lookup_key=spec["key"])
+        price = StripePrice.objects.filter(lookup_key=spec["key"]).first() or StripePrice(
+            product=product,
+            unit_amount=spec["unit_amount"],
+            currency=spec["currency"],
+            recurring_interval=spec["interval"],
+            recurring_interval_count=1,
+            lookup_key=spec["key"],
+        )
+        price.create_at_stripe()
         return price
 
     def _coupon(self) -> StripeCoupon:

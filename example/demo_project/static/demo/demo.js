@@ -59,8 +59,18 @@ function payloadFailed(payload) {
   return true;
 }
 
-// A key per user action: a retried request (the answer was lost) is answered once, not done twice.
-const newKey = () => crypto.randomUUID();
+// One idempotency key per user action, kept until the server has answered it: when an answer is lost
+// (the network, a proxy's 502) and the person clicks again, the same request goes with the same key,
+// and the server answers it once instead of charging or subscribing twice. The action's name says
+// what it asks for (another input is another action, with a key of its own).
+const pendingKeys = new Map();
+
+async function mutate(action, query, variables) {
+  if (!pendingKeys.has(action)) pendingKeys.set(action, crypto.randomUUID());
+  const data = await gql(query, {...variables, key: pendingKeys.get(action)});  // throws: key kept
+  pendingKeys.delete(action);  // answered (a payload, with or without errors)
+  return data;
+}
 
 function money(amount, currency) {
   const format = new Intl.NumberFormat("en", {style: "currency", currency: currency.toUpperCase()});
@@ -78,7 +88,7 @@ function item(text, ...extras) {
 function link(label, href) {
   const a = document.createElement("a");
   a.textContent = label;
-  a.href = href;
+  a.href = href.startsWith("https://") ? href : "#";  // Stripe's pages only
   a.target = "_blank";
   a.rel = "noopener";
   return a;
@@ -133,10 +143,10 @@ async function loadCards() {
 
 async function saveCard() {
   // 1. A SetupIntent for this customer (the library creates the Stripe customer the first time).
-  const created = (await gql(`mutation($key: String) {
+  const created = (await mutate("setup", `mutation($key: String) {
       createStripeSetupIntent(input: {idempotencyKey: $key}) {
         errors { field message code declineCode } setupIntent { stripeSetupIntentId clientSecret } } }`,
-    {key: newKey()})).createStripeSetupIntent;
+    {})).createStripeSetupIntent;
   if (payloadFailed(created)) return;
   const intent = created.setupIntent;
   // 2. stripe.js sends the card to Stripe (never to this server) and opens the bank's check if asked.
@@ -162,20 +172,20 @@ async function saveCard() {
 }
 
 async function makeDefault(method) {
-  const payload = (await gql(`mutation($id: ID!, $key: String) {
+  const payload = (await mutate(`default:${method.id}`, `mutation($id: ID!, $key: String) {
       setDefaultStripePaymentMethod(input: {paymentMethod: $id, idempotencyKey: $key}) {
         errors { field message code } paymentMethod { isDefault } } }`,
-    {id: method.id, key: newKey()})).setDefaultStripePaymentMethod;
+    {id: method.id})).setDefaultStripePaymentMethod;
   if (payloadFailed(payload)) return;
   await loadCards();
   showOk(`${cardText(method.card)} is your default card.`);
 }
 
 async function detach(method) {
-  const payload = (await gql(`mutation($id: ID!, $key: String) {
+  const payload = (await mutate(`detach:${method.id}`, `mutation($id: ID!, $key: String) {
       detachStripePaymentMethod(input: {paymentMethod: $id, idempotencyKey: $key}) {
         errors { field message code } } }`,
-    {id: method.id, key: newKey()})).detachStripePaymentMethod;
+    {id: method.id})).detachStripePaymentMethod;
   if (payloadFailed(payload)) return;
   await loadCards();
   showOk(`${cardText(method.card)} removed.`);
@@ -183,6 +193,9 @@ async function detach(method) {
 
 // --- Paying on-session: stripe.js opens the bank's check ----------------------------------------------
 // Resolves to null when paid, else to the reason stripe.js gives (authentication failed, declined).
+// Without `paymentMethod` the payment is finished as it stands (the bank's check of the card it was
+// attempted with); with one, it is attempted again with that card (after a failed check or a decline
+// the payment has no card left).
 async function confirmPayment(clientSecret, paymentMethod) {
   const result = await stripe.confirmCardPayment(clientSecret, paymentMethod ? {payment_method: paymentMethod} : undefined);
   if (result.error) return result.error.message || "The payment did not go through.";
@@ -205,12 +218,16 @@ async function loadPrices() {
 }
 
 async function subscribe(price) {
+  const name = priceName(price);
+  if (!defaultMethod) {
+    showError(`${name}: save a card first (1. Your cards); it pays the first invoice.`);
+    return;
+  }
   const coupon = document.getElementById("coupon").value.trim() || null;
-  const payload = (await gql(`mutation($price: ID!, $coupon: String, $key: String) {
+  const payload = (await mutate(`subscribe:${price.id}:${coupon}`, `mutation($price: ID!, $coupon: String, $key: String) {
       createStripeSubscription(input: {price: $price, coupon: $coupon, idempotencyKey: $key}) {
         errors { field message code declineCode } subscription { id status } clientSecret } }`,
-    {price: price.id, coupon, key: newKey()})).createStripeSubscription;
-  const name = priceName(price);
+    {price: price.id, coupon})).createStripeSubscription;
   const waiting = payload.subscription && payload.subscription.status === "INCOMPLETE" && payload.clientSecret;
   if (!waiting && payloadFailed(payload)) {
     await loadSubscriptions();
@@ -219,15 +236,15 @@ async function subscribe(price) {
   if (waiting) {
     // AUTHENTICATION_REQUIRED: the first invoice waits for the bank's check, in this page.
     showInfo(`${name}: your bank asks you to confirm the first payment.`);
-    await finishFirstPayment(payload.subscription.id, name, payload.clientSecret);
+    await finishFirstPayment(payload.subscription.id, name, payload.clientSecret, null);
     return;
   }
   showOk(`Subscribed to ${name} (${payload.subscription.status.toLowerCase()}).`);
   await Promise.all([loadSubscriptions(), loadInvoices()]);
 }
 
-async function finishFirstPayment(id, name, clientSecret) {
-  const failed = await confirmPayment(clientSecret, defaultMethod);
+async function finishFirstPayment(id, name, clientSecret, paymentMethod) {
+  const failed = await confirmPayment(clientSecret, paymentMethod);
   if (failed) {
     showError(`${name}: first payment not completed. ${failed}`);
     await Promise.all([loadSubscriptions(), loadInvoices()]);
@@ -244,14 +261,19 @@ async function finishFirstPayment(id, name, clientSecret) {
   await Promise.all([loadSubscriptions(), loadInvoices()]);
 }
 
+// The status as the webhook leaves it; after 10 s without it (no webhook reaches this host, e.g. Stripe
+// test mode without `stripe listen`), the subscription is read from Stripe: asking the owner's
+// clientSecret reads it and records what Stripe says.
 async function waitWhileIncomplete(id) {
-  const deadline = Date.now() + 30000;
+  const deadline = Date.now() + 10000;
   for (;;) {
     const data = await gql(`query($id: ID!) { node(id: $id) { ... on StripeSubscription { status } } }`, {id});
-    const status = data.node.status;
-    if (status !== "INCOMPLETE" || Date.now() > deadline) return status;
+    if (data.node.status !== "INCOMPLETE") return data.node.status;
+    if (Date.now() > deadline) break;
     await sleep(500);
   }
+  await gql(`query($id: ID!) { node(id: $id) { ... on StripeSubscription { clientSecret } } }`, {id});
+  return (await gql(`query($id: ID!) { node(id: $id) { ... on StripeSubscription { status } } }`, {id})).node.status;
 }
 
 // --- 3. Subscriptions -------------------------------------------------------------------------------
@@ -286,14 +308,15 @@ async function completePayment(subscription, name) {
     await loadSubscriptions();
     return;
   }
-  await finishFirstPayment(subscription.id, name, data.node.clientSecret);
+  // Attempted again with the default card: after a failed check the payment has no card left.
+  await finishFirstPayment(subscription.id, name, data.node.clientSecret, defaultMethod);
 }
 
 async function cancel(subscription, name, atPeriodEnd) {
-  const payload = (await gql(`mutation($id: ID!, $atPeriodEnd: Boolean, $key: String) {
+  const payload = (await mutate(`cancel:${subscription.id}:${atPeriodEnd}`, `mutation($id: ID!, $atPeriodEnd: Boolean, $key: String) {
       cancelStripeSubscription(input: {subscription: $id, atPeriodEnd: $atPeriodEnd, idempotencyKey: $key}) {
         errors { field message code } subscription { status atPeriodEnd } } }`,
-    {id: subscription.id, atPeriodEnd, key: newKey()})).cancelStripeSubscription;
+    {id: subscription.id, atPeriodEnd})).cancelStripeSubscription;
   if (payloadFailed(payload)) return;
   showOk(atPeriodEnd ? `${name} ends at the end of the paid period.` : `${name} canceled.`);
   await loadSubscriptions();
@@ -333,15 +356,17 @@ async function loadCharges() {
 async function pay(charge) {
   const label = `${money(charge.amount, charge.currency)} (${charge.description || "charge"})`;
   // 1. The charge's PaymentIntent, made ready for this on-session payment; its secret to stripe.js.
-  const payload = (await gql(`mutation($id: ID!, $key: String) {
+  const payload = (await mutate(`pay:${charge.id}`, `mutation($id: ID!, $key: String) {
       payStripeCharge(input: {charge: $id, idempotencyKey: $key}) {
         errors { field message code declineCode } charge { status clientSecret paymentMethod } } }`,
-    {id: charge.id, key: newKey()})).payStripeCharge;
+    {id: charge.id})).payStripeCharge;
   if (payloadFailed(payload)) return;
   let failed = null;
   if (payload.charge.status !== "SUCCEEDED") {
-    // 2. stripe.js confirms it with the card of the last attempt and opens the bank's check.
-    failed = await confirmPayment(payload.charge.clientSecret, payload.charge.paymentMethod);
+    // 2. stripe.js opens the bank's check: of the waiting attempt, or of a new attempt with the card
+    //    of the last one (declined off-session for want of authentication, or a failed check).
+    const again = payload.charge.status === "REQUIRES_ACTION" ? null : payload.charge.paymentMethod;
+    failed = await confirmPayment(payload.charge.clientSecret, again);
   }
   // 3. The outcome recorded now (payment_intent.* webhooks would, later).
   const refreshed = (await gql(`mutation($id: ID!) {
@@ -369,16 +394,14 @@ async function loadInvoices() {
 // --- Staff: charge a customer -----------------------------------------------------------------------
 async function createCharge() {
   const select = document.getElementById("charge-user");
-  const payload = (await gql(`mutation($user: ID!, $amount: Int!, $description: String!, $key: String) {
+  const amount = Number(document.getElementById("charge-amount").value);
+  const description = document.getElementById("charge-description").value;
+  const action = `charge:${select.value}:${amount}:${description}`;
+  const payload = (await mutate(action, `mutation($user: ID!, $amount: Int!, $description: String!, $key: String) {
       createStripeCharge(input: {user: $user, amount: $amount, currency: "usd", description: $description,
                                  idempotencyKey: $key}) {
         errors { field message code declineCode } charge { amount currency status } } }`,
-    {
-      user: select.value,
-      amount: Number(document.getElementById("charge-amount").value),
-      description: document.getElementById("charge-description").value,
-      key: newKey(),
-    })).createStripeCharge;
+    {user: select.value, amount, description})).createStripeCharge;
   const who = select.options[select.selectedIndex].text;
   if (payload.charge && payload.errors.some((e) => e.code === "AUTHENTICATION_REQUIRED")) {
     showInfo(`Charged ${who} ${money(payload.charge.amount, payload.charge.currency)}: it waits for ${who} to confirm it with their bank.`);
