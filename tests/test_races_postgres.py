@@ -158,11 +158,16 @@ class Sampler(threading.Thread):
 
 
 def worker_lock_waits() -> Sampler:
-    """Samples the processes' waits for a row lock (a row another transaction holds); waits for the
-    gate's table lock are ``relation`` waits, not counted."""
+    """Samples the processes' waits for a row lock another of these processes holds (SKIP LOCKED
+    should make them pass over each other's rows). Waits for the gate's table lock are ``relation``
+    waits, and waits for a row a request of the live server holds for a moment (a refund locks its
+    charge) are not between the processes: neither is counted."""
     return Sampler(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
-        " AND wait_event IN ('transactionid', 'tuple')",
+        "SELECT count(*) FROM pg_stat_activity waiting WHERE waiting.application_name = %s"
+        " AND waiting.wait_event_type = 'Lock' AND waiting.wait_event IN ('transactionid', 'tuple')"
+        " AND EXISTS (SELECT 1 FROM pg_stat_activity holder WHERE holder.application_name = %s"
+        " AND holder.pid = ANY(pg_blocking_pids(waiting.pid)))",
+        WORKER_APP,
         WORKER_APP,
     )
 
