@@ -490,7 +490,7 @@ def test_two_parse_stripe_webhooks_processes_parse_each_of_100_rows_once(client,
     for event in events:
         assert post_webhook(client, event).json() == {"id": event["id"], "status": "stored"}
     assert set(StripeWebhook.objects.values_list("is_parsed", "parse_attempts")) == {(False, 0)}
-    command = ["parse_stripe_webhooks", "--verbosity", "2"]
+    command = ["parse_stripe_webhooks", "--batch", "10", "--verbosity", "2"]  # batches: both get some
 
     # No Stripe URL: Stripe is unreachable there, so any call to it would fail the parse.
     with worker_lock_waits() as waits, processes_started_together(StripeWebhook, command, command) as procs:

@@ -137,17 +137,17 @@ def test_limit_parses_the_oldest_rows_only(parse_log):
 def test_loop_polls_for_new_rows_until_max_loops(parse_log, monkeypatch):
     first = store(NOW - 10)
     arrived, empty_claims = [], []
-    claim = StripeWebhook.process_next
+    claim = StripeWebhook.claim_batch
 
-    def process_next(queue=None):  # a row arrives while the worker waits after its first pass
-        webhook = claim(queue)
-        if webhook is None:
-            empty_claims.append(queue)
+    def claim_batch(**options):  # a row arrives while the worker waits after its first pass
+        token, batch = claim(**options)
+        if not batch:
+            empty_claims.append(token)
             if len(empty_claims) == 1:
                 arrived.append(store(NOW))
-        return webhook
+        return token, batch
 
-    monkeypatch.setattr(StripeWebhook, "process_next", process_next)
+    monkeypatch.setattr(StripeWebhook, "claim_batch", claim_batch)
     out, _err = run("parse_stripe_webhooks", "--loop", "--interval", "0", "--max-loops", "3")
 
     assert parse_log.seen == [first.id, arrived[0].id]
@@ -198,7 +198,7 @@ def test_two_workers_parse_each_row_exactly_once(parse_log):
     def worker() -> None:
         try:
             barrier.wait()
-            outputs.append(run("parse_stripe_webhooks")[0])
+            outputs.append(run("parse_stripe_webhooks", "--batch", "5")[0])  # batches: both get some
         finally:
             connections.close_all()
 

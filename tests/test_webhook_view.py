@@ -298,14 +298,14 @@ def test_store_commits_on_its_own_even_with_atomic_requests(client, monkeypatch)
     seen: list[tuple[bool, int]] = []
 
     def during_parse(sender: Any, instance: StripeWebhook, **kwargs: Any) -> None:
-        # Parsing runs in the claim's transaction (the outermost) and process()'s savepoint, one
-        # level only: under a request-wide transaction there would be two savepoints.
+        # Parsing runs in the claim's transaction, the outermost, with no savepoint: under a
+        # request-wide transaction there would be one.
         seen.append((connection.in_atomic_block, len(connection.savepoint_ids)))
 
     body = encode(coupon_event())
     with receiving(webhook_pre_parse, during_parse):
         assert answer(post(client, body, signed(body)))["status"] == "parsed"
-    assert seen == [(True, 1)]
+    assert seen == [(True, 0)]
 
 
 # --- property: whatever arrives, never a 5xx, and stored only when it was a valid event -------------

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, models, router, transaction
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from aa_stripe.exceptions import StripeWebhookAlreadyParsed
@@ -97,6 +99,14 @@ class StripeWebhook(models.Model):
     raw_data = models.JSONField(blank=True, default=dict, help_text=_("The event exactly as Stripe sent it."))
     parse_error = models.TextField(blank=True)
     parse_attempts = models.PositiveIntegerField(default=0)
+    lease_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_("A parse_stripe_webhooks worker has taken the row until then (see lease_token)."),
+    )
+    lease_token = models.CharField(
+        max_length=32, blank=True, help_text=_("The worker's batch that took the row (empty: none).")
+    )
 
     #: Set by :meth:`parse`: the row had been parsed before (a forced re-parse). Handlers that send
     #: a signal per event, rather than per change, send it once.
@@ -104,6 +114,16 @@ class StripeWebhook(models.Model):
 
     class Meta:
         ordering = ["-created"]
+        indexes = [
+            # The parse queue, oldest event first: only the rows waiting (a partial index where the
+            # database has them), so claiming a batch reads the head of the backlog, not all of it.
+            # (PostgreSQL sorts NULLs last in an ascending index, as the queue does.)
+            models.Index(
+                fields=["stripe_created_at", "created", "id"],
+                name="aa_stripe_webhook_queue",
+                condition=models.Q(is_parsed=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.event_type or 'unknown'})"
@@ -274,16 +294,108 @@ class StripeWebhook(models.Model):
                 webhook.process()
         return webhook
 
-    def process_unless_claimed(self) -> bool | None:
-        """:meth:`process` this (in-memory) row under the workers' claim: its row lock, taken with
-        SKIP LOCKED. None when a worker holds it (that worker parses it) or it is parsed already."""
-        using = router.db_for_write(type(self), instance=self)
+    # --- batches with leases (parse_stripe_webhooks) ------------------------------------------------
+
+    @classmethod
+    def claim_batch(
+        cls,
+        *,
+        size: int = 100,
+        lease: timedelta = timedelta(seconds=60),
+        include_failed: bool = False,
+        exclude: Iterable[str] = (),
+    ) -> tuple[str, list[StripeWebhook]]:
+        """Take up to ``size`` rows of :meth:`parse_queue` for one worker until ``lease`` from now.
+
+        One short transaction: the rows are locked with ``SKIP LOCKED`` while they are marked with
+        the batch's token and deadline, so workers (on any host) never take the same row and never
+        wait for each other. Rows another worker took are left alone until their lease ends (a
+        worker killed mid-batch: its rows are taken again then). Returns the token and the rows,
+        oldest event first; parse each with :meth:`process_claimed`, then :meth:`release` the token.
+        """
+        using = router.db_for_write(cls)
         skip_locked = transaction.get_connection(using).features.has_select_for_update_skip_locked
+        now = timezone.now()
+        token = uuid.uuid4().hex
+        queue = cls.parse_queue(include_failed=include_failed).using(using)
+        queue = queue.filter(models.Q(lease_until__isnull=True) | models.Q(lease_until__lte=now))
+        exclude = list(exclude)
+        if exclude:
+            queue = queue.exclude(id__in=exclude)
         with library_atomic(using=using):
-            unparsed = type(self).objects.using(using).filter(pk=self.pk, is_parsed=False)
-            if (
-                unparsed.select_for_update(skip_locked=skip_locked).values_list("pk", flat=True).first()
-                is None
-            ):
-                return None
-            return self.process()
+            ids = list(queue.select_for_update(skip_locked=skip_locked).values_list("id", flat=True)[:size])
+            if not ids:
+                return token, []
+            cls.objects.using(using).filter(id__in=ids).update(lease_until=now + lease, lease_token=token)
+        rows = cls.objects.using(using).in_bulk(ids)
+        return token, [rows[id] for id in ids if id in rows]
+
+    def process_claimed(self, token: str) -> bool | None:
+        """Parse this row of a batch taken by :meth:`claim_batch` under ``token``, in a short
+        transaction of its own; the outcome is recorded on the row (see :meth:`process`).
+
+        The row is marked parsed first, only while it is still this batch's and unparsed; None when
+        it is not (its lease ran out and another worker took it, or the webhook view parsed it).
+        A failed parse rolls the transaction back and records the error on the row.
+        """
+        rows = type(self).objects.filter(pk=self.pk, is_parsed=False, lease_token=token)
+        return self._process_marked(rows)
+
+    @classmethod
+    def release(cls, token: str) -> int:
+        """Give back the rows of a batch its worker did not parse (stopping early); returns how many."""
+        using = router.db_for_write(cls)
+        return (
+            cls.objects.using(using)
+            .filter(lease_token=token, is_parsed=False)
+            .update(lease_until=None, lease_token="")
+        )
+
+    def _process_marked(self, rows: models.QuerySet[StripeWebhook], skip_locked: bool = False) -> bool | None:
+        """Mark the row parsed through ``rows`` (its conditions say when the row is ours to parse),
+        then parse it in the same transaction; None when ``rows`` matched nothing. ``skip_locked``:
+        lock the row first with SKIP LOCKED, so that a row someone is parsing is passed over (None)
+        rather than waited for."""
+        using = router.db_for_write(type(self), instance=self)
+        attempts = self.parse_attempts + 1
+        marked = {"is_parsed": True, "parse_error": "", "lease_until": None, "lease_token": ""}
+        rows = rows.using(using)
+        try:
+            with library_atomic(using=using):
+                if skip_locked:
+                    skip = transaction.get_connection(using).features.has_select_for_update_skip_locked
+                    if rows.select_for_update(skip_locked=skip).values_list("pk", flat=True).first() is None:
+                        return None
+                    rows = type(self).objects.using(using).filter(pk=self.pk)
+                if not rows.update(
+                    **marked, parse_attempts=models.F("parse_attempts") + 1, updated=timezone.now()
+                ):
+                    return None
+                self.parse()
+        except StripeWebhookAlreadyParsed:  # pragma: no cover - parse() is never asked to force
+            return True
+        except Exception as err:
+            logger.exception("Stripe webhook %s (%s) could not be parsed", self.id, self.event_type)
+            self.is_parsed = False
+            self.parse_error = redact_text(f"{type(err).__name__}: {err}")[:10000]
+            # The transaction above is rolled back: record the failure unless the row was parsed
+            # meanwhile (a worker that took it after this lease ended).
+            type(self).objects.using(using).filter(pk=self.pk, is_parsed=False).update(
+                parse_error=self.parse_error,
+                parse_attempts=models.F("parse_attempts") + 1,
+                lease_until=None,
+                lease_token="",
+                updated=timezone.now(),
+            )
+            self.parse_attempts = attempts
+            return False
+        self.is_parsed, self.parse_error, self.parse_attempts = True, "", attempts
+        self.lease_until, self.lease_token = None, ""
+        return True
+
+    def process_unless_claimed(self) -> bool | None:
+        """:meth:`process` this (in-memory) row unless someone else parses it: its row lock is taken
+        with SKIP LOCKED. None when another connection holds it (that one parses it) or it is parsed
+        already. A row a worker has leased but not reached yet is parsed here (the worker then finds
+        it parsed and passes over it)."""
+        return self._process_marked(type(self).objects.filter(pk=self.pk, is_parsed=False), skip_locked=True)

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -33,11 +34,14 @@ class Tally:
 class Command(StripeCommand):
     help = (
         "Parse the Stripe webhooks stored but not parsed yet (with STRIPE_WEBHOOK_DEFERRED_PARSING, "
-        "or left over), oldest event first. Each row is claimed with SELECT ... FOR UPDATE SKIP LOCKED "
-        "in a short transaction of its own, so several workers, also on several hosts, share the queue "
-        "and parse each row once. Rows whose parse failed are skipped unless --failed is given. "
-        "Without --loop: one pass, then exit. Exits non-zero (with the summary) when any parse failed "
-        "in this run; the error is recorded on the row (see the admin)."
+        "or left over), oldest event first. Rows are taken in batches (--batch) with a lease "
+        "(--lease): one short transaction marks them as this worker's (SELECT ... FOR UPDATE SKIP "
+        "LOCKED), then each row is parsed in a short transaction of its own, so several workers, also "
+        "on several hosts, share the queue without waiting for each other and parse each row once; the "
+        "rows of a worker killed mid-batch are taken by the others when its lease ends. Rows whose "
+        "parse failed are skipped unless --failed is given. Without --loop: one pass, then exit. Exits "
+        "non-zero (with the summary) when any parse failed in this run; the error is recorded on the "
+        "row (see the admin)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -48,6 +52,20 @@ class Command(StripeCommand):
         )
         parser.add_argument(
             "--limit", type=int, default=None, metavar="N", help="Parse at most N rows per pass."
+        )
+        parser.add_argument(
+            "--batch",
+            type=int,
+            default=100,
+            metavar="N",
+            help="Rows taken at a time (default: 100).",
+        )
+        parser.add_argument(
+            "--lease",
+            type=float,
+            default=60.0,
+            metavar="SECONDS",
+            help="How long a batch is this worker's before others may take its unparsed rows (default: 60).",
         )
         parser.add_argument(
             "--loop",
@@ -70,11 +88,15 @@ class Command(StripeCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for name in ("limit", "max_loops"):
+        for name in ("limit", "max_loops", "batch"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
         if options["interval"] < 0:
             raise CommandError("--interval cannot be negative.")
+        if options["lease"] < 1:
+            raise CommandError("--lease must be at least 1 second.")
+        self.batch = options["batch"]
+        self.lease = timedelta(seconds=options["lease"])
         self.verbosity = int(options["verbosity"])
         self.stopping = threading.Event()
         total = Tally()
@@ -104,18 +126,27 @@ class Command(StripeCommand):
                 return
 
     def run_pass(self, include_failed: bool, limit: int | None) -> Tally:
-        """Claim and process rows one at a time until none is left (or ``limit``, or a stop)."""
+        """Claim batches and parse their rows one at a time until none is left (or ``limit``, or a
+        stop); rows of a batch left unparsed by a stop are given back at once."""
         tally = Tally()
-        while limit is None or tally.parsed + tally.failed < limit:
-            if self.stopping.is_set():
+        while not self.stopping.is_set():
+            size = self.batch if limit is None else min(self.batch, limit - tally.parsed - tally.failed)
+            if size < 1:
                 break
-            queue = StripeWebhook.parse_queue(include_failed=include_failed)
-            if tally.failed_ids:  # a row that failed in this pass waits for the next one
-                queue = queue.exclude(id__in=tally.failed_ids)
-            webhook = StripeWebhook.process_next(queue)
-            if webhook is None:
+            # A row that failed in this pass waits for the next one.
+            token, batch = StripeWebhook.claim_batch(
+                size=size, lease=self.lease, include_failed=include_failed, exclude=tally.failed_ids
+            )
+            if not batch:
                 break
-            self.report(webhook, tally)
+            try:
+                for webhook in batch:
+                    if self.stopping.is_set():
+                        break
+                    if webhook.process_claimed(token) is not None:
+                        self.report(webhook, tally)
+            finally:
+                StripeWebhook.release(token)
         return tally
 
     def report(self, webhook: StripeWebhook, tally: Tally) -> None:
