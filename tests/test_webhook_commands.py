@@ -214,6 +214,73 @@ def test_two_workers_parse_each_row_exactly_once(parse_log):
     assert sum(counts) == 50 and counts[0] > 0, outputs  # both workers took a share
 
 
+# --- batches with leases -------------------------------------------------------------------------
+
+
+def test_a_batch_is_one_workers_until_its_lease_ends(parse_log):
+    rows = [store(NOW - 10 + i) for i in range(5)]
+
+    token, batch = StripeWebhook.claim_batch(size=3, lease=timedelta(seconds=60))
+    assert [w.id for w in batch] == [r.id for r in rows[:3]]  # oldest event first
+    other, rest = StripeWebhook.claim_batch(size=10)
+    assert [w.id for w in rest] == [r.id for r in rows[3:]]  # another worker: the rows nobody holds
+    assert StripeWebhook.claim_batch()[1] == []
+
+    # A row is parsed by its batch only; the other token passes over it (None) and parses nothing.
+    assert batch[0].process_claimed(other) is None
+    assert batch[0].process_claimed(token) is True
+    assert batch[0].process_claimed(token) is None  # parsed already
+    assert parse_log.seen == [rows[0].id]
+    # Stopping early gives the rest back at once; the other worker's rows stay its own.
+    assert StripeWebhook.release(token) == 2
+    assert [w.id for w in StripeWebhook.claim_batch(size=10)[1]] == [r.id for r in rows[1:3]]
+    parsed = StripeWebhook.objects.get(pk=rows[0].id)
+    assert (parsed.is_parsed, parsed.parse_attempts, parsed.lease_token, parsed.lease_until) == (
+        True,
+        1,
+        "",
+        None,
+    )
+
+
+def test_a_lease_that_ran_out_is_taken_by_another_worker(parse_log):
+    row = store(NOW)
+    first, [taken] = StripeWebhook.claim_batch(size=10, lease=timedelta(seconds=60))
+    StripeWebhook.objects.filter(pk=row.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    second, [again] = StripeWebhook.claim_batch(size=10)
+
+    assert again.process_claimed(second) is True
+    assert taken.process_claimed(first) is None  # the first worker, back: no longer its row
+    assert parse_log.seen == [row.id]
+
+
+def test_a_failed_parse_of_a_batch_row_is_recorded_and_the_row_given_back(parse_log):
+    row = store(NOW)
+    parse_log.failing.add(row.id)
+    token, [webhook] = StripeWebhook.claim_batch()
+
+    assert webhook.process_claimed(token) is False
+
+    row.refresh_from_db()
+    assert (row.is_parsed, row.parse_attempts, row.lease_token, row.lease_until) == (False, 1, "", None)
+    assert row.parse_error == f"RuntimeError: boom for {row.id}"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--batch", "0"), ("--lease", "0.5")])
+def test_batch_and_lease_options_are_checked(option, value):
+    with pytest.raises(CommandError, match="must be at least 1"):
+        run("parse_stripe_webhooks", option, value)
+
+
+def test_small_batches_parse_the_whole_queue(parse_log):
+    rows = [store(NOW - i) for i in range(7)]
+    out, _err = run("parse_stripe_webhooks", "--batch", "2")
+    assert out == "Stripe webhooks: 7 parsed, 0 failed.\n"
+    assert sorted(parse_log.seen) == sorted(r.id for r in rows)
+    assert set(StripeWebhook.objects.values_list("is_parsed", "lease_token")) == {(True, "")}
+
+
 # --- prune_stripe_webhooks ----------------------------------------------------------------------
 
 
