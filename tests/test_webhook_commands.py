@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from aa_stripe.management.commands import check_pending_webhooks, prune_stripe_webhooks
 from aa_stripe.models import StripeWebhook
+from aa_stripe.models import webhooks as webhooks_module
 from aa_stripe.signals import webhook_pre_parse
 from aa_stripe.testing import make_event, post_webhook
 from tests.conftest import make_customer
@@ -265,6 +266,54 @@ def test_a_failed_parse_of_a_batch_row_is_recorded_and_the_row_given_back(parse_
     row.refresh_from_db()
     assert (row.is_parsed, row.parse_attempts, row.lease_token, row.lease_until) == (False, 1, "", None)
     assert row.parse_error == f"RuntimeError: boom for {row.id}"
+
+
+def test_a_failure_does_not_take_a_row_another_worker_took_meanwhile(parse_log, monkeypatch):
+    row = store(NOW)
+    parse_log.failing.add(row.id)
+    first, [webhook] = StripeWebhook.claim_batch()
+    taken: list[str] = []
+    log_exception = webhooks_module.logger.exception
+
+    def lease_ran_out_meanwhile(*args, **kwargs):
+        # Between the failed parse's rollback and the record of its failure, the first worker's lease
+        # ran out and another worker took the row.
+        StripeWebhook.objects.filter(pk=row.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+        taken.append(StripeWebhook.claim_batch()[0])
+        log_exception(*args, **kwargs)
+
+    monkeypatch.setattr(webhooks_module.logger, "exception", lease_ran_out_meanwhile)
+    assert webhook.process_claimed(first) is False
+
+    row.refresh_from_db()
+    # The failure is not recorded over the other worker's lease: the row is still its to parse.
+    assert (row.parse_error, row.parse_attempts, row.lease_token) == ("", 0, taken[0])
+    parse_log.failing.clear()
+    assert row.process_claimed(taken[0]) is True
+
+
+def test_the_view_parses_a_row_a_worker_has_not_reached_and_the_worker_passes_over_it(parse_log):
+    row = store(NOW)
+    token, [leased] = StripeWebhook.claim_batch()
+
+    assert StripeWebhook.objects.get(pk=row.pk).process_unless_claimed() is True  # the webhook view's parse
+    assert leased.process_claimed(token) is None
+
+    assert parse_log.seen == [row.id]
+    row.refresh_from_db()
+    assert (row.is_parsed, row.parse_attempts, row.lease_token) == (True, 1, "")
+
+
+def test_a_receiver_saving_the_row_during_its_parse_keeps_it_parsed(parse_log):
+    row = store(NOW)
+    parse_log.on_parse = lambda webhook: webhook.save()
+    token, [webhook] = StripeWebhook.claim_batch()
+
+    assert webhook.process_claimed(token) is True
+
+    row.refresh_from_db()
+    assert (row.is_parsed, row.parse_attempts, row.lease_token, row.lease_until) == (True, 1, "", None)
+    assert StripeWebhook.claim_batch()[1] == []
 
 
 @pytest.mark.parametrize(("option", "value"), [("--batch", "0"), ("--lease", "0.5")])

@@ -25,12 +25,4 @@ class Migration(migrations.Migration):
                 null=True,
             ),
         ),
-        migrations.AddIndex(
-            model_name="stripewebhook",
-            index=models.Index(
-                condition=models.Q(("is_parsed", False)),
-                fields=["stripe_created_at", "created", "id"],
-                name="aa_stripe_webhook_queue",
-            ),
-        ),
     ]

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, models, router, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -194,7 +195,15 @@ class StripeWebhook(models.Model):
         """
         if self.is_parsed and not force:
             raise StripeWebhookAlreadyParsed()
-        self.reparsing = self.is_parsed
+        self._parse(reparsing=self.is_parsed)
+        self.is_parsed = True
+        self.parse_error = ""
+        if save:
+            self.save()
+
+    def _parse(self, reparsing: bool) -> None:
+        """Send ``webhook_pre_parse`` and run the built-in handlers (see :meth:`parse`)."""
+        self.reparsing = reparsing
         event_type = (self.raw_data or {}).get("type") or self.event_type
         event_model, event_action = split_event_type(event_type)
         webhook_pre_parse.send(
@@ -206,10 +215,6 @@ class StripeWebhook(models.Model):
         )
         for handler in webhook_handlers_for(event_type or ""):
             self._run_handler(handler)
-        self.is_parsed = True
-        self.parse_error = ""
-        if save:
-            self.save()
 
     def _run_handler(self, handler: WebhookHandler) -> None:
         using = router.db_for_write(type(self), instance=self)
@@ -243,17 +248,19 @@ class StripeWebhook(models.Model):
         using = router.db_for_write(type(self), instance=self)
         was_parsed = self.is_parsed
         self.parse_attempts += 1
+        self.lease_until, self.lease_token = None, ""  # the outcome ends any worker's lease on it
+        fields = ["is_parsed", "parse_error", "parse_attempts", "lease_until", "lease_token", "updated"]
         try:
             with library_atomic(using=using):
                 self.parse(force=force)
-                self.save(update_fields=["is_parsed", "parse_error", "parse_attempts", "updated"])
+                self.save(update_fields=fields)
         except StripeWebhookAlreadyParsed:
             return True
         except Exception as err:
             logger.exception("Stripe webhook %s (%s) could not be parsed", self.id, self.event_type)
             self.is_parsed = was_parsed and force
             self.parse_error = redact_text(f"{type(err).__name__}: {err}")[:10000]
-            self.save(update_fields=["is_parsed", "parse_error", "parse_attempts", "updated"])
+            self.save(update_fields=fields)
             return False
         return True
 
@@ -310,15 +317,15 @@ class StripeWebhook(models.Model):
         One short transaction: the rows are locked with ``SKIP LOCKED`` while they are marked with
         the batch's token and deadline, so workers (on any host) never take the same row and never
         wait for each other. Rows another worker took are left alone until their lease ends (a
-        worker killed mid-batch: its rows are taken again then). Returns the token and the rows,
-        oldest event first; parse each with :meth:`process_claimed`, then :meth:`release` the token.
+        worker killed mid-batch: its rows are taken again then). Deadlines are the database's clock,
+        not the hosts'. Returns the token and the rows, oldest event first; parse each with
+        :meth:`process_claimed`, then :meth:`release` the token.
         """
         using = router.db_for_write(cls)
         skip_locked = transaction.get_connection(using).features.has_select_for_update_skip_locked
-        now = timezone.now()
         token = uuid.uuid4().hex
         queue = cls.parse_queue(include_failed=include_failed).using(using)
-        queue = queue.filter(models.Q(lease_until__isnull=True) | models.Q(lease_until__lte=now))
+        queue = queue.filter(models.Q(lease_until__isnull=True) | models.Q(lease_until__lte=Now()))
         exclude = list(exclude)
         if exclude:
             queue = queue.exclude(id__in=exclude)
@@ -326,7 +333,8 @@ class StripeWebhook(models.Model):
             ids = list(queue.select_for_update(skip_locked=skip_locked).values_list("id", flat=True)[:size])
             if not ids:
                 return token, []
-            cls.objects.using(using).filter(id__in=ids).update(lease_until=now + lease, lease_token=token)
+            until = models.ExpressionWrapper(Now() + lease, output_field=models.DateTimeField())
+            cls.objects.using(using).filter(id__in=ids).update(lease_until=until, lease_token=token)
         rows = cls.objects.using(using).in_bulk(ids)
         return token, [rows[id] for id in ids if id in rows]
 
@@ -336,10 +344,11 @@ class StripeWebhook(models.Model):
 
         The row is marked parsed first, only while it is still this batch's and unparsed; None when
         it is not (its lease ran out and another worker took it, or the webhook view parsed it).
-        A failed parse rolls the transaction back and records the error on the row.
+        A failed parse rolls the transaction back and records the error on the row, unless another
+        worker has taken the row meanwhile.
         """
-        rows = type(self).objects.filter(pk=self.pk, is_parsed=False, lease_token=token)
-        return self._process_marked(rows)
+        mine = type(self).objects.filter(pk=self.pk, is_parsed=False, lease_token=token)
+        return self._process_marked(mine, failed=mine)
 
     @classmethod
     def release(cls, token: str) -> int:
@@ -351,46 +360,52 @@ class StripeWebhook(models.Model):
             .update(lease_until=None, lease_token="")
         )
 
-    def _process_marked(self, rows: models.QuerySet[StripeWebhook], skip_locked: bool = False) -> bool | None:
+    def _process_marked(
+        self,
+        rows: models.QuerySet[StripeWebhook],
+        failed: models.QuerySet[StripeWebhook],
+        skip_locked: bool = False,
+    ) -> bool | None:
         """Mark the row parsed through ``rows`` (its conditions say when the row is ours to parse),
-        then parse it in the same transaction; None when ``rows`` matched nothing. ``skip_locked``:
-        lock the row first with SKIP LOCKED, so that a row someone is parsing is passed over (None)
-        rather than waited for."""
+        then parse it in the same transaction; None when ``rows`` matched nothing. A failure is
+        recorded through ``failed`` (nothing when it matches nothing: someone else has the row).
+        ``skip_locked``: lock the row first with SKIP LOCKED, so that a row someone is parsing is
+        passed over (None) rather than waited for."""
         using = router.db_for_write(type(self), instance=self)
-        attempts = self.parse_attempts + 1
+        rows, before = rows.using(using), (self.parse_attempts, self.lease_until, self.lease_token)
         marked = {"is_parsed": True, "parse_error": "", "lease_until": None, "lease_token": ""}
-        rows = rows.using(using)
+        done = False
         try:
             with library_atomic(using=using):
                 if skip_locked:
                     skip = transaction.get_connection(using).features.has_select_for_update_skip_locked
                     if rows.select_for_update(skip_locked=skip).values_list("pk", flat=True).first() is None:
                         return None
-                    rows = type(self).objects.using(using).filter(pk=self.pk)
-                if not rows.update(
-                    **marked, parse_attempts=models.F("parse_attempts") + 1, updated=timezone.now()
-                ):
+                attempts = models.F("parse_attempts") + 1
+                if not rows.update(**marked, parse_attempts=attempts, updated=timezone.now()):
                     return None
-                self.parse()
-        except StripeWebhookAlreadyParsed:  # pragma: no cover - parse() is never asked to force
-            return True
+                # The instance says what the row says now: a receiver that saves it keeps it parsed.
+                self.is_parsed, self.parse_error, self.lease_until, self.lease_token = True, "", None, ""
+                self.parse_attempts = before[0] + 1
+                self._parse(reparsing=False)
+                done = True
         except Exception as err:
+            if done:
+                raise  # after the commit (an on_commit receiver that is not robust): the parse stands
             logger.exception("Stripe webhook %s (%s) could not be parsed", self.id, self.event_type)
-            self.is_parsed = False
+            self.is_parsed, self.parse_attempts = False, before[0] + 1
+            self.lease_until, self.lease_token = None, ""
             self.parse_error = redact_text(f"{type(err).__name__}: {err}")[:10000]
-            # The transaction above is rolled back: record the failure unless the row was parsed
-            # meanwhile (a worker that took it after this lease ended).
-            type(self).objects.using(using).filter(pk=self.pk, is_parsed=False).update(
+            # The transaction above is rolled back: record the failure unless the row is not ours now.
+            if not failed.using(using).update(
                 parse_error=self.parse_error,
                 parse_attempts=models.F("parse_attempts") + 1,
                 lease_until=None,
                 lease_token="",
                 updated=timezone.now(),
-            )
-            self.parse_attempts = attempts
+            ):
+                self.parse_attempts, self.lease_until, self.lease_token = before
             return False
-        self.is_parsed, self.parse_error, self.parse_attempts = True, "", attempts
-        self.lease_until, self.lease_token = None, ""
         return True
 
     def process_unless_claimed(self) -> bool | None:
@@ -398,4 +413,5 @@ class StripeWebhook(models.Model):
         with SKIP LOCKED. None when another connection holds it (that one parses it) or it is parsed
         already. A row a worker has leased but not reached yet is parsed here (the worker then finds
         it parsed and passes over it)."""
-        return self._process_marked(type(self).objects.filter(pk=self.pk, is_parsed=False), skip_locked=True)
+        unparsed = type(self).objects.filter(pk=self.pk, is_parsed=False)
+        return self._process_marked(unparsed, failed=unparsed, skip_locked=True)
