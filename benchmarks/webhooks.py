@@ -40,6 +40,7 @@ import json
 import os
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,7 +62,7 @@ django.setup()
 
 import stripe  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.http import HttpRequest, JsonResponse  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import override_settings, setup_test_environment  # noqa: E402
@@ -81,6 +82,7 @@ from aa_stripe.models import (  # noqa: E402
 from aa_stripe.testing import make_event, signed_webhook_request  # noqa: E402
 from aa_stripe.testing.fakestripe.plugin import API_KEY, _start_server, _stop_server  # noqa: E402
 from aa_stripe.testing.fakestripe.proxy import FaultProxy  # noqa: E402
+from tests.processes import shared_database_url  # noqa: E402
 from tests.stripe_fixtures import stripe_object  # noqa: E402
 
 WEBHOOK_URL = "/aa-stripe/webhooks"
@@ -949,12 +951,6 @@ def timed_parse(client: Client, proxy: FaultProxy, piece: Slice, user: Any, plan
 
     The processes start blocked on the webhook table (the benchmark holds an exclusive lock until
     every one of them waits for it), so the time is the parse's, not Python's start-up."""
-    import subprocess
-
-    from django.db import transaction
-
-    from tests.processes import shared_database_url
-
     reset_tables(piece.seed, user, plan)
     bodies = [signed_webhook_request(event) for event in piece.events]
     with override_settings(STRIPE_WEBHOOK_DEFERRED_PARSING=True):

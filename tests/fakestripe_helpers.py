@@ -1,5 +1,5 @@
-"""Fixtures and helpers shared by the fake Stripe's tests of payments, subscriptions and invoices
-(test_fakestripe_payment_intents.py, test_fakestripe_subscriptions.py, test_fakestripe_invoices.py):
+"""Fixtures and helpers shared by the fake Stripe's tests (test_fakestripe.py, of payments,
+subscriptions and invoices):
 a module imports the fixtures it uses by name."""
 
 from __future__ import annotations
@@ -10,17 +10,25 @@ import pytest
 import stripe
 
 from aa_stripe.testing.fakestripe.plugin import FakeStripe
-from tests.test_fakestripe_intents import card
 
 
 @pytest.fixture
 def make_client(fake_stripe: FakeStripe) -> Iterator:
+    """Build StripeClients against the proxy (the secret key unless another is given, e.g. stripe.js's
+    publishable one); their HTTP sessions are closed after the test."""
     http_clients: list[stripe.RequestsClient] = []
 
-    def make(api_key: str = fake_stripe.api_key) -> stripe.StripeClient:
-        http_client = stripe.RequestsClient(timeout=10)
+    def make(
+        api_key: str = fake_stripe.api_key, *, retries: int = 0, timeout: float = 10
+    ) -> stripe.StripeClient:
+        http_client = stripe.RequestsClient(timeout=timeout)
         http_clients.append(http_client)
-        return stripe.StripeClient(api_key, base_addresses={"api": fake_stripe.url}, http_client=http_client)
+        return stripe.StripeClient(
+            api_key,
+            base_addresses={"api": fake_stripe.url},
+            max_network_retries=retries,
+            http_client=http_client,
+        )
 
     yield make
     for http_client in http_clients:
@@ -50,4 +58,8 @@ def price(client: stripe.StripeClient) -> stripe.Price:
 
 
 def attached(client: stripe.StripeClient, customer: stripe.Customer, number: str) -> stripe.PaymentMethod:
+    from tests.test_fakestripe_intents import (
+        card,
+    )  # here: that module imports test_fakestripe, which imports us
+
     return client.v1.payment_methods.attach(card(client, number).id, params={"customer": customer.id})

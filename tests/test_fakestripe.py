@@ -18,31 +18,11 @@ import stripe
 
 from aa_stripe.testing.fakestripe.plugin import FakeStripe
 from aa_stripe.testing.fakestripe.proxy import FaultProxy
+from tests import fakestripe_helpers
 
-
-@pytest.fixture
-def make_client(fake_stripe: FakeStripe) -> Iterator:
-    """Build StripeClients against the proxy; their HTTP sessions are closed after the test."""
-    http_clients: list[stripe.RequestsClient] = []
-
-    def make(*, retries: int = 0, timeout: float = 10) -> stripe.StripeClient:
-        http_client = stripe.RequestsClient(timeout=timeout)
-        http_clients.append(http_client)
-        return stripe.StripeClient(
-            fake_stripe.api_key,
-            base_addresses={"api": fake_stripe.url},
-            max_network_retries=retries,
-            http_client=http_client,
-        )
-
-    yield make
-    for http_client in http_clients:
-        http_client.close()
-
-
-@pytest.fixture
-def client(make_client) -> stripe.StripeClient:
-    return make_client()
+# The shared fixtures (pytest finds them under these names).
+make_client = fakestripe_helpers.make_client
+client = fakestripe_helpers.client
 
 
 @pytest.fixture
