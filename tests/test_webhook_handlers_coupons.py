@@ -11,6 +11,7 @@ import pytest
 from aa_stripe import stripe_api
 from aa_stripe.models import StripeCoupon, StripeTombstone
 from aa_stripe.testing import make_event
+from aa_stripe.webhooks import handlers
 from tests.stripe_fixtures import stripe_object
 from tests.test_webhook_handlers import StripeCalls, deliver, deliver_again, now, sent_a_minute_ago
 
@@ -328,3 +329,30 @@ def test_a_refreshed_instance_does_not_push_webhook_changes_back(client, fake_st
     sale10.save()
 
     assert_nothing_pushed(stripe_calls)
+
+
+def test_two_parses_inserting_the_same_new_coupon_at_once_both_succeed(client, fake_stripe, monkeypatch):
+    # Found by the PostgreSQL worker test: two events of a coupon not mirrored yet, parsed at once by
+    # two workers; both found no row, the second insert hit the unique constraint and its parse failed.
+    # Here the other parse's committed row (made without save(): nothing pushed) is there, but this
+    # parse's first lookup ran before it was.
+    created = now() - 60
+    StripeCoupon._base_manager.bulk_create(
+        [StripeCoupon(coupon_id="DASH", created=dt(created), amount_off=10, currency="usd")]
+    )
+    lookup, lookups = handlers._coupon_row, []
+
+    def looked_too_early(webhook, data):
+        lookups.append(data["id"])
+        return StripeCoupon(coupon_id=data["id"]) if len(lookups) == 1 else lookup(webhook, data)
+
+    monkeypatch.setattr(handlers, "_coupon_row", looked_too_early)
+
+    webhook = deliver(
+        client, make_event("coupon.updated", coupon_object("DASH", created, metadata={"tier": "gold"}))
+    )
+
+    assert (webhook.is_parsed, webhook.parse_error) == (True, "")
+    assert len(lookups) == 2  # run again once, after its insert lost the race
+    [coupon] = StripeCoupon.objects.all_with_deleted()
+    assert (coupon.coupon_id, coupon.metadata) == ("DASH", {"tier": "gold"})

@@ -218,7 +218,8 @@ class StripeWebhook(models.Model):
 
     def _run_handler(self, handler: WebhookHandler) -> None:
         using = router.db_for_write(type(self), instance=self)
-        for _round in range(MAX_FETCHES_PER_HANDLER + 1):
+        raced = False
+        for _round in range(MAX_FETCHES_PER_HANDLER + 2):
             try:
                 with library_atomic(using=using):
                     handler(self)
@@ -227,6 +228,13 @@ class StripeWebhook(models.Model):
                 if need.key in self.stripe_objects:
                     raise RuntimeError(f"{handler.__qualname__} asked twice for {need.key}") from need
                 self.stripe_objects[need.key] = need.fetch()
+            except IntegrityError:
+                # Another parse inserted the same new row first (two events of an object not mirrored
+                # yet, parsed at once; PostgreSQL made this insert wait for that one's commit): its
+                # savepoint is rolled back and the handler runs once more, finding the row.
+                if raced:
+                    raise
+                raced = True
         raise RuntimeError(f"{handler.__qualname__} asked for more than {MAX_FETCHES_PER_HANDLER} objects")
 
     @property
