@@ -11,6 +11,8 @@ class AaStripeConfig(AppConfig):
     def ready(self) -> None:
         from aa_stripe import checks  # noqa: F401  (registers the system checks)
         from aa_stripe.redaction import install_log_filter
+        from aa_stripe.signals import stripe_webhook_stored
+        from aa_stripe.task_framework import enqueue_stored_webhook
         from aa_stripe.webhooks import (  # noqa: F401  (the built-in webhook handlers)
             catalog_handlers,
             handlers,
@@ -18,4 +20,6 @@ class AaStripeConfig(AppConfig):
             payment_method_handlers,
         )
 
+        # With STRIPE_WEBHOOK_DEFERRED_PARSING and a worker backend in TASKS, stored events go to a task.
+        stripe_webhook_stored.connect(enqueue_stored_webhook, dispatch_uid="aa_stripe.enqueue_stored_webhook")
         install_log_filter()  # stripe-python logs whole bodies at DEBUG: no client secrets in them

@@ -51,3 +51,37 @@ def check_stripe_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         )
     return messages
+
+
+@register(deploy=False)
+def check_task_backend(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Deferred parsing with a task backend that runs no worker: events are not enqueued."""
+    from aa_stripe.task_framework import backend_runs_workers, default_backend
+
+    if not stripe_settings.WEBHOOK_DEFERRED_PARSING:
+        return []
+    try:
+        backend = default_backend()
+    except Exception as err:  # TASKS names a backend that cannot be loaded: Django's own check says so
+        return [
+            Warning(
+                f"STRIPE_WEBHOOK_DEFERRED_PARSING is on but TASKS['default'] cannot be loaded ({err}): "
+                "stored events are not enqueued.",
+                hint="Fix TASKS, or run parse_stripe_webhooks from cron.",
+                id="aa_stripe.W003",
+            )
+        ]
+    if backend is None or backend_runs_workers(backend):
+        return []
+    name = type(backend).__name__
+    runs = "in the webhook request" if name == "ImmediateBackend" else "never"
+    return [
+        Warning(
+            f"STRIPE_WEBHOOK_DEFERRED_PARSING is on and TASKS['default'] is {name}, which runs no worker: "
+            f"stored events are not enqueued to it (the parse would run {runs}), so only "
+            "parse_stripe_webhooks (cron) parses them.",
+            hint="Set TASKS['default'] to a backend with workers (django-tasks-rq, django-tasks-db, ...) "
+            "and run its workers, or run parse_stripe_webhooks from cron and silence aa_stripe.W002.",
+            id="aa_stripe.W002",
+        )
+    ]

@@ -141,6 +141,14 @@ class StripeWebhookRejected(AaStripeError):
     kind = "invalid"
 
 
+class StripeTaskFailed(AaStripeError):
+    """A task of :mod:`aa_stripe.tasks` could not do its work (the task backend records it as failed);
+    the message says why. Nothing is lost: the row keeps what the cron commands need to finish it."""
+
+    details = _("The Stripe task failed")
+    kind = "stripe_error"
+
+
 class StripeCouponAlreadyExists(AaStripeError):
     details = _("Coupon with this coupon_id and creation date already exists")
     kind = "already_exists"

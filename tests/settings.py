@@ -34,7 +34,14 @@ INSTALLED_APPS = [
     "graphene_django",
     "aa_stripe",
     "aa_stripe_graphql",
+    # Task engines for aa_stripe.tasks (TASKS stays Django's default ImmediateBackend unless a test
+    # sets it): RQ on Redis through django-rq, and the database backend (its table is migrated).
+    "django_rq",
+    "django_tasks_db",
 ]
+
+# The RQ queue of the task-engine tests: a Redis database of its own, emptied by their fixture.
+RQ_QUEUES = {"default": {"URL": os.environ.get("AA_STRIPE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")}}
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

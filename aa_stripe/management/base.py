@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from aa_stripe.conf import stripe_settings
 
@@ -26,3 +27,67 @@ class StripeCommand(BaseCommand):
         if not stripe_settings.API_KEY and self.needs_stripe(options):
             raise CommandError(MISSING_API_KEY)
         return super().execute(*args, **options)
+
+
+NO_TASK_FRAMEWORK = (
+    "--enqueue needs Django's task framework: Django 6, or on Django 5.2 the django-tasks backport "
+    "(pip install 'aa-stripe-graphql[tasks]'), and a worker backend in TASKS."
+)
+
+
+def enqueue(command: BaseCommand, task_name: str, *args: Any, **kwargs: Any) -> Any:
+    """Enqueue the task ``task_name`` of :mod:`aa_stripe.tasks` on ``TASKS['default']``; a
+    ``CommandError`` naming what is missing without a task framework. Returns the task result."""
+    from aa_stripe.task_framework import framework
+
+    if framework() is None:
+        raise CommandError(NO_TASK_FRAMEWORK)
+    from aa_stripe import tasks
+
+    return getattr(tasks, task_name).enqueue(*args, **kwargs)
+
+
+def warn_without_workers(command: BaseCommand) -> None:
+    """Say so when ``TASKS['default']`` runs no worker (tasks run here, or never)."""
+    from aa_stripe.task_framework import NO_WORKER_BACKENDS, backend_runs_workers, default_backend
+
+    backend = default_backend()
+    if backend is not None and not backend_runs_workers(backend):
+        command.stderr.write(
+            f"TASKS['default'] is {type(backend).__name__} ({' or '.join(NO_WORKER_BACKENDS)} run no "
+            "worker): the tasks run in this process, or never."
+        )
+
+
+class RefreshWalkCommand(StripeCommand):
+    """A refresh command whose whole walk can be enqueued as one task (``--enqueue``): Stripe's lists
+    are cursor-paged, and marking what was not seen needs the whole walk in one run."""
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="Enqueue the whole walk as one task (aa_stripe.tasks.run_refresh_command) on "
+            "TASKS['default'] instead of running it here.",
+        )
+        return parser
+
+    def needs_stripe(self, options: dict[str, Any]) -> bool:
+        return not options.get("enqueue")
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        if not options.get("enqueue"):
+            return super().execute(*args, **options)
+        for stream in ("stdout", "stderr"):  # as BaseCommand.execute() does
+            if options.get(stream):
+                setattr(self, stream, OutputWrapper(options[stream]))
+        own = argparse.ArgumentParser(add_help=False)
+        self.add_arguments(own)  # type: ignore[arg-type]
+        walk_options = {a.dest: options[a.dest] for a in own._actions if a.dest in options}
+        name = type(self).__module__.rsplit(".", 1)[-1]
+        result = enqueue(self, "run_refresh_command", name, walk_options)
+        warn_without_workers(self)
+        if int(options.get("verbosity", 1)) >= 1:
+            self.stdout.write(f"{name}: the walk is enqueued (task {result.id}).")
+        return None

@@ -7,10 +7,7 @@ from collections import Counter
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import router
-from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
-from django.db.models.functions import Cast
-from django.utils import timezone
+from django.db.models import Exists
 
 from aa_stripe.exceptions import (
     AaStripeError,
@@ -19,39 +16,12 @@ from aa_stripe.exceptions import (
     StripeMethodNotAllowed,
     StripeOperationInProgress,
 )
-from aa_stripe.guard import library_atomic
-from aa_stripe.management.base import StripeCommand
-from aa_stripe.models import StripeCharge, StripeOperation
-from aa_stripe.operations import journal
+from aa_stripe.management.base import StripeCommand, enqueue, warn_without_workers
+from aa_stripe.models import StripeCharge
+from aa_stripe.operations.charge_queue import claim_next, queue, sending_now
 
 #: How many rows with invalid input a run lists one by one (all are counted).
 INVALID_ROWS_LISTED = 20
-
-
-def _sending_now() -> QuerySet[StripeOperation]:
-    """The charge operation of the outer row that another run planned or is sending right now (its
-    lease running): that run sends it. One whose run died is taken once its lease has run out."""
-    now = timezone.now()
-    return StripeOperation.objects.filter(
-        Q(state=StripeOperation.SENDING, lease_until__gt=now)
-        | Q(state=StripeOperation.PLANNED, created__gt=now - journal.lease()),
-        kind="charge",
-        object_id=Cast(OuterRef("pk"), CharField()),
-    )
-
-
-def queue() -> QuerySet[StripeCharge]:
-    """The rows ``charge_stripe`` takes: not charged, not failed, not manual, not waiting for the
-    customer (3-D Secure: never retried off-session) nor canceled; oldest first.
-
-    Whether a row can be sent now is :meth:`StripeCharge.check_chargeable`'s to say (input Stripe
-    would refuse, no active customer), for the real run and ``--dry-run`` alike.
-    """
-    return (
-        StripeCharge.objects.filter(is_charged=False, charge_attempt_failed=False, is_manual_charge=False)
-        .exclude(status__in=StripeCharge.NOT_TO_SEND)
-        .order_by("pk")
-    )
 
 
 def positive_int(value: str) -> int:
@@ -80,15 +50,31 @@ class Command(StripeCommand):
             help="Say per row what a real run would do and why (same reasons and exit code); charge nothing.",
         )
         parser.add_argument("--limit", type=positive_int, default=None, help="Handle at most this many rows.")
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="Enqueue one task per row to charge (aa_stripe.tasks.charge_stripe_charge) on "
+            "TASKS['default'] instead of charging here; rows Stripe would refuse are listed, not enqueued.",
+        )
 
     def needs_stripe(self, options: dict[str, Any]) -> bool:
-        return not options.get("dry_run")  # the dry run reads only this database
+        # the dry run reads only this database; --enqueue leaves the calls to the workers
+        return not (options.get("dry_run") or options.get("enqueue"))
 
-    def handle(self, *args: Any, dry_run: bool = False, limit: int | None = None, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        dry_run: bool = False,
+        limit: int | None = None,
+        enqueue: bool = False,
+        **options: Any,
+    ) -> None:
         self.verbosity = int(options.get("verbosity", 1))
         self.invalid_listed = 0
-        if dry_run:
-            self._dry_run(limit)
+        if dry_run and enqueue:
+            raise CommandError("--dry-run and --enqueue cannot be combined.")
+        if dry_run or enqueue:
+            self._each_chargeable(limit, enqueue)
             return
         counts: Counter[str] = Counter()
         last_pk = 0
@@ -115,29 +101,17 @@ class Command(StripeCommand):
             self.stdout.write(summary)
 
     def _claim_and_charge(self, last_pk: int) -> tuple[int, str] | None:
-        """Claim the next pending row, plan its charge, commit; then send it; (pk, outcome) or None.
-
-        The claim is a short transaction taking the row with SKIP LOCKED (a run on another host
-        takes the next row instead of waiting) that commits the planned operation; Stripe is called
-        after it, with no transaction open, and the outcome is committed by the journal. Rows whose
-        charge another run is sending right now are not taken. Signals are sent after commit.
-        """
-        with library_atomic(using=router.db_for_write(StripeCharge)):
-            charge = (
-                queue()
-                .filter(pk__gt=last_pk)
-                .exclude(Exists(_sending_now()))
-                .select_for_update(skip_locked=True)
-                .first()
-            )
-            if charge is None:
-                return None
-            try:
-                operation = charge.plan_charge()
-            except Exception as err:  # nothing was planned, nothing sent: say why
-                return charge.pk, self._outcome_of_error(charge, err)
+        """Claim the next pending row and plan its charge (committed), then send it with no
+        transaction open (see :func:`claim_next`); (pk, outcome) or None. Signals are sent after
+        the journal commits the outcome."""
+        claimed = claim_next(queue().filter(pk__gt=last_pk))
+        if claimed is None:
+            return None
+        charge, planned = claimed
+        if isinstance(planned, Exception):
+            return charge.pk, self._outcome_of_error(charge, planned)
         try:
-            result = charge.send_charge(operation)
+            result = charge.send_charge(planned)
         except Exception as err:
             return charge.pk, self._outcome_of_error(charge, err)
         return charge.pk, self._outcome_of_result(charge, result)
@@ -179,10 +153,16 @@ class Command(StripeCommand):
             self.stdout.write(f"{label}: charged {charge.stripe_charge_id}")
         return "charged"
 
-    def _dry_run(self, limit: int | None) -> None:
-        """Say per row what the real run would do, for the same reasons, and send nothing."""
+    def _each_chargeable(self, limit: int | None, enqueue: bool) -> None:
+        """The dry run: say per row what the real run would do, for the same reasons, and send
+        nothing. ``enqueue``: the same walk, enqueuing a task per row that the real run would send
+        (rows another run is sending now are left to it; the task claims its row as this command
+        does, so a row enqueued twice, or charged meanwhile, is charged once)."""
         counts: Counter[str] = Counter()
-        for charge in queue().select_related("user", "customer").iterator(chunk_size=500):
+        rows = queue().exclude(Exists(sending_now())) if enqueue else queue()
+        if enqueue:
+            warn_without_workers(self)
+        for charge in rows.select_related("user", "customer").iterator(chunk_size=500):
             if limit is not None and counts.total() >= limit:
                 break
             label = self._label(charge)
@@ -197,6 +177,9 @@ class Command(StripeCommand):
                 counts["error"] += 1
                 continue
             counts["charge"] += 1
+            if enqueue:
+                self._enqueue(charge, counts["charge"] - 1)
+                continue
             if self.verbosity >= 1:
                 again = (
                     f" (re-sent as attempt {charge.attempt} went: its answer was lost)"
@@ -208,7 +191,10 @@ class Command(StripeCommand):
                     f"{charge.user_id}, customer {customer.stripe_customer_id}{again}"
                 )
         self._more_invalid(counts["invalid"])
-        summary = f"charge_stripe --dry-run: {counts['charge']} would be charged"
+        if enqueue:
+            summary = f"charge_stripe --enqueue: {counts['charge']} enqueued"
+        else:
+            summary = f"charge_stripe --dry-run: {counts['charge']} would be charged"
         if counts["error"]:
             summary += f", {counts['error']} would fail"
         if counts["invalid"]:
@@ -216,6 +202,19 @@ class Command(StripeCommand):
         if counts["error"] or counts["invalid"]:
             raise CommandError(summary)  # as the real run would exit
         self.stdout.write(summary)
+
+    def _enqueue(self, charge: StripeCharge, done: int) -> None:
+        try:
+            result = enqueue(self, "charge_stripe_charge", charge.pk)
+        except CommandError:
+            raise
+        except Exception as err:  # the broker is down: what is not enqueued stays for the next run
+            raise CommandError(
+                f"charge_stripe --enqueue: {done} enqueued, then {self._label(charge)} could not be: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        if self.verbosity >= 2:
+            self.stdout.write(f"{self._label(charge)}: enqueued (task {result.id})")
 
     def _report_crash(self, charge: StripeCharge, err: Exception) -> None:
         """Report an unexpected error (the outcome Stripe gave is committed before any receiver runs)."""

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from aa_stripe.conf import stripe_settings
 from aa_stripe.exceptions import AaStripeError, StripeOperationInProgress
-from aa_stripe.management.base import StripeCommand
+from aa_stripe.management.base import StripeCommand, enqueue, warn_without_workers
 from aa_stripe.models import StripeCharge, StripeOperation, StripeSubscription
 from aa_stripe.operations import journal
 
@@ -60,6 +60,13 @@ class Command(StripeCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="List the operations that would be finished; send nothing."
         )
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="Enqueue one task per operation to finish (aa_stripe.tasks.reconcile_stripe_operation) "
+            "on TASKS['default'] instead of finishing them here; the alert mail and the reads of "
+            "waiting charges and subscriptions still run here.",
+        )
 
     def needs_stripe(self, options: dict[str, Any]) -> bool:
         return not options.get("dry_run")
@@ -71,17 +78,22 @@ class Command(StripeCommand):
         todo = unfinished()
         if options["limit"]:
             todo = todo[: options["limit"]]
+        if options["dry_run"] and options["enqueue"]:
+            raise CommandError("--dry-run and --enqueue cannot be combined.")
         if options["dry_run"]:
             for operation in todo:
                 self.stdout.write(f"would finish {_label(operation)}")
             return
         counts: Counter[str] = Counter()
-        for operation in todo:
-            counts[self._finish(operation, verbosity)] += 1
-        summary = (
-            f"reconcile_stripe_operations: {counts['succeeded']} succeeded, {counts['refused']} refused, "
-            f"{counts['unknown']} still unresolved, {counts['busy']} in progress elsewhere"
-        )
+        if options["enqueue"]:
+            summary = self._enqueue(todo, verbosity)
+        else:
+            for operation in todo:
+                counts[self._finish(operation, verbosity)] += 1
+            summary = (
+                f"reconcile_stripe_operations: {counts['succeeded']} succeeded, {counts['refused']} "
+                f"refused, {counts['unknown']} still unresolved, {counts['busy']} in progress elsewhere"
+            )
         self._alert()
         read, paid = self._read_waiting_charges()
         if read and verbosity >= 1:
@@ -97,6 +109,25 @@ class Command(StripeCommand):
             raise CommandError(summary)
         if verbosity >= 1:
             self.stdout.write(summary)
+
+    def _enqueue(self, todo: QuerySet[StripeOperation], verbosity: int) -> str:
+        """One task per operation; a task finds an operation finished meanwhile and does nothing."""
+        warn_without_workers(self)
+        done = 0
+        for operation in todo:
+            try:
+                result = enqueue(self, "reconcile_stripe_operation", operation.pk)
+            except CommandError:
+                raise
+            except Exception as err:  # the broker is down: the rest stay for the next run
+                raise CommandError(
+                    f"reconcile_stripe_operations --enqueue: {done} enqueued, then {_label(operation)} "
+                    f"could not be: {type(err).__name__}: {err}"
+                ) from err
+            done += 1
+            if verbosity >= 2:
+                self.stdout.write(f"{_label(operation)}: enqueued (task {result.id})")
+        return f"reconcile_stripe_operations --enqueue: {done} enqueued"
 
     def _read_waiting_charges(self) -> tuple[int, int]:
         """PaymentIntent charges that wait for the customer or are processing, unchanged for an hour

@@ -10,7 +10,7 @@ from django.db import router
 from django.utils import timezone
 
 from aa_stripe.guard import library_atomic
-from aa_stripe.management.base import StripeCommand
+from aa_stripe.management.base import RefreshWalkCommand
 from aa_stripe.management.sync import WRITE_BATCH, newer_than_page, sync_pages, update_unseen
 from aa_stripe.models import StripeCoupon
 
@@ -24,7 +24,7 @@ SYNCED_FIELDS = [
 ]
 
 
-class Command(StripeCommand):
+class Command(RefreshWalkCommand):
     help = (
         "Make local StripeCoupon rows match Stripe: page through Stripe's coupons (100 per request), "
         "create the missing rows, update changed ones, and mark deleted the live rows Stripe no longer "

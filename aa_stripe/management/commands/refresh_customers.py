@@ -15,7 +15,7 @@ from django.utils import timezone
 from aa_stripe import stripe_api
 from aa_stripe.exceptions import AaStripeError
 from aa_stripe.guard import library_atomic
-from aa_stripe.management.base import StripeCommand
+from aa_stripe.management.base import RefreshWalkCommand
 from aa_stripe.management.sync import (
     FRESHNESS_MARGIN,
     WRITE_BATCH,
@@ -54,7 +54,7 @@ def touched_after(customer: StripeCustomer, requested_at: datetime | None) -> bo
     return any(stamp >= (requested_at - FRESHNESS_MARGIN).timestamp() for stamp in card_times)
 
 
-class Command(StripeCommand):
+class Command(RefreshWalkCommand):
     help = (
         "Update sources, default_source and default_payment_method of every local StripeCustomer "
         "from Stripe's customer list (100 per request, sources expanded when the API version omits "

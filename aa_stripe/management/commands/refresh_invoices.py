@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from aa_stripe.guard import library_atomic
-from aa_stripe.management.base import StripeCommand
+from aa_stripe.management.base import RefreshWalkCommand
 from aa_stripe.management.sync import newer_than_page, sync_pages
 from aa_stripe.models import StripeCustomer, StripeInvoice
 from aa_stripe.models.invoices import _id
@@ -33,7 +33,7 @@ def since_argument(value: str) -> datetime:
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
-class Command(StripeCommand):
+class Command(RefreshWalkCommand):
     help = (
         "Make local StripeInvoice rows match Stripe: page through Stripe's invoices made since --since "
         f"(a day, an ISO date-time or a number of days back; default {DEFAULT_DAYS} days), 100 per "

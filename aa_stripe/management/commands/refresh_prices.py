@@ -12,7 +12,7 @@ from django.db import router
 from django.utils import timezone
 
 from aa_stripe.guard import library_atomic
-from aa_stripe.management.base import StripeCommand
+from aa_stripe.management.base import RefreshWalkCommand
 from aa_stripe.management.sync import WRITE_BATCH, newer_than_page, sync_pages, update_unseen
 from aa_stripe.models import StripeOperation, StripePrice, StripeProduct
 from aa_stripe.models.product_operations import PRICE
@@ -30,7 +30,7 @@ def synced_fields(model: type[StripeCatalogModel]) -> list[str]:
     return [*values, "stripe_response", "is_created_at_stripe", "is_deleted", "updated"]
 
 
-class Command(StripeCommand):
+class Command(RefreshWalkCommand):
     help = (
         "Make local StripeProduct and StripePrice rows match Stripe: page through Stripe's products, "
         "then its prices (100 per request), create the missing rows, update changed ones, and mark "

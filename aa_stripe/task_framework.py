@@ -1,0 +1,71 @@
+"""Django's task framework, where the host has one: ``django.tasks`` (Django 6) or the ``django-tasks``
+backport (Django 5.2, ``pip install aa-stripe-graphql[tasks]``).
+
+Nothing here needs a task framework: without one (or with Django's default ``ImmediateBackend``, or
+``DummyBackend``) the library works as before, from cron commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import Any
+
+logger = logging.getLogger("aa_stripe")
+
+#: Backends that run no worker: ``ImmediateBackend`` runs a task in the caller (the webhook request),
+#: ``DummyBackend`` never runs it. Events are not enqueued to them.
+NO_WORKER_BACKENDS = ("ImmediateBackend", "DummyBackend")
+
+
+def framework() -> ModuleType | None:
+    """``django.tasks`` on Django 6, else the ``django_tasks`` backport, else None."""
+    try:
+        import django.tasks as tasks
+    except ImportError:
+        try:
+            import django_tasks as tasks  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    return tasks
+
+
+def default_backend() -> Any | None:
+    """The ``TASKS['default']`` backend instance, or None without a task framework."""
+    tasks = framework()
+    if tasks is None:
+        return None
+    return tasks.task_backends[tasks.DEFAULT_TASK_BACKEND_ALIAS]
+
+
+def backend_runs_workers(backend: Any | None = None) -> bool:
+    """Whether ``backend`` (default: ``TASKS['default']``) hands tasks to workers: a real backend
+    (RQ, the database, Celery, ...), not ``ImmediateBackend`` or ``DummyBackend``."""
+    backend = default_backend() if backend is None else backend
+    if backend is None:
+        return False
+    return not any(cls.__name__ in NO_WORKER_BACKENDS for cls in type(backend).__mro__)
+
+
+def enqueue_stored_webhook(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """``stripe_webhook_stored`` receiver: with STRIPE_WEBHOOK_DEFERRED_PARSING and a worker
+    backend, hand the committed event to a worker (:func:`aa_stripe.tasks.parse_stripe_webhook`).
+
+    An enqueue that fails (the broker is down) loses nothing: the event is stored, and
+    ``parse_stripe_webhooks`` (cron) parses what no task did.
+    """
+    from aa_stripe.conf import stripe_settings
+
+    if not stripe_settings.WEBHOOK_DEFERRED_PARSING or not backend_runs_workers():
+        return
+    from aa_stripe.tasks import parse_stripe_webhook
+
+    try:
+        parse_stripe_webhook.enqueue(instance.pk)
+    except Exception as err:
+        logger.warning(
+            "Stripe webhook %s stored but not enqueued (%s: %s); parse_stripe_webhooks will parse it",
+            instance.pk,
+            type(err).__name__,
+            err,
+        )
