@@ -1,0 +1,328 @@
+"""``aa_stripe.tasks`` and ``--enqueue`` through the task framework, in this process.
+
+The database backend (django-tasks-db) is the real engine here: tasks are enqueued into its table and
+run by its own ``db_worker --batch``. Processes, RQ and killed workers: tests/test_tasks_engines_postgres.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import override_settings
+from django_tasks_db.models import DBTaskResult
+
+from aa_stripe.exceptions import StripeTaskFailed
+from aa_stripe.models import StripeCharge, StripeCoupon, StripeOperation, StripeWebhook
+from aa_stripe.operations import journal
+from aa_stripe.signals import webhook_pre_parse
+from aa_stripe.tasks import (
+    charge_stripe_charge,
+    parse_stripe_webhook,
+    reconcile_stripe_operation,
+    run_refresh_command,
+)
+from aa_stripe.testing import make_event, post_webhook
+from tests.conftest import make_customer
+from tests.test_payment_methods import _post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DB_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+DUMMY_TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+# A Redis nobody listens on: every enqueue fails as it does when the broker is down.
+DOWN_RQ_TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend"}}
+DOWN_RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:9/0", "SOCKET_CONNECT_TIMEOUT": 1}}
+
+
+@pytest.fixture
+def db_tasks() -> Iterator[None]:
+    with override_settings(TASKS=DB_TASKS, STRIPE_WEBHOOK_DEFERRED_PARSING=True):
+        yield
+
+
+def run_worker() -> None:
+    """django-tasks-db's worker, until its queue is empty."""
+    call_command("db_worker", "--batch", "--interval", "0", "--no-startup-delay", stdout=StringIO())
+
+
+def queued(task: Any) -> list[list[Any]]:
+    """The arguments of every enqueued (not yet run) ``task``."""
+    rows = DBTaskResult.objects.ready().filter(task_path=task.module_path).order_by("enqueued_at")
+    return [row.args_kwargs["args"] for row in rows]
+
+
+def coupon_event(coupon_id: str = "TENOFF") -> dict[str, Any]:
+    coupon = {
+        "id": coupon_id,
+        "object": "coupon",
+        "duration": "once",
+        "percent_off": 10,
+        "created": 1700000000,
+        "valid": True,
+        "livemode": False,
+        "metadata": {},
+    }
+    return make_event("coupon.created", coupon)
+
+
+# --- webhooks: deferred parsing enqueues on commit -------------------------------------------------
+
+
+def test_deferred_event_is_enqueued_once_and_parsed_by_the_worker(client, db_tasks):
+    event = coupon_event()
+    first = post_webhook(client, event)
+    again = post_webhook(client, event)  # Stripe's re-delivery: stored once, enqueued once
+
+    assert first.status_code == again.status_code == 200
+    assert (first.json()["status"], again.json()["status"]) == ("stored", "duplicate")
+    assert queued(parse_stripe_webhook) == [[event["id"]]]
+    assert not StripeWebhook.objects.get(pk=event["id"]).is_parsed
+
+    run_worker()
+
+    webhook = StripeWebhook.objects.get(pk=event["id"])
+    assert (webhook.is_parsed, webhook.parse_attempts, webhook.parse_error) == (True, 1, "")
+    assert StripeCoupon.objects.get(coupon_id="TENOFF").percent_off == 10
+    assert DBTaskResult.objects.get().status == "SUCCESSFUL"
+
+
+@pytest.mark.parametrize("tasks", [IMMEDIATE_TASKS, DUMMY_TASKS], ids=["immediate", "dummy"])
+def test_backends_without_workers_get_nothing_and_the_cron_parses(client, tasks):
+    with override_settings(TASKS=tasks, STRIPE_WEBHOOK_DEFERRED_PARSING=True):
+        response = post_webhook(client, coupon_event())
+    assert response.json()["status"] == "stored"
+    assert not StripeWebhook.objects.get().is_parsed  # not parsed in the request (Immediate)
+    call_command("parse_stripe_webhooks", stdout=StringIO())
+    assert StripeWebhook.objects.get().is_parsed
+
+
+def test_without_deferred_parsing_the_view_parses_and_enqueues_nothing(client):
+    with override_settings(TASKS=DB_TASKS, STRIPE_WEBHOOK_DEFERRED_PARSING=False):
+        response = post_webhook(client, coupon_event())
+    assert response.json()["status"] == "parsed"
+    assert not DBTaskResult.objects.exists()
+
+
+def test_broker_down_the_event_is_stored_answered_200_and_the_cron_parses_it(client, caplog):
+    with (
+        override_settings(
+            TASKS=DOWN_RQ_TASKS, RQ_QUEUES=DOWN_RQ_QUEUES, STRIPE_WEBHOOK_DEFERRED_PARSING=True
+        ),
+        caplog.at_level(logging.WARNING, logger="aa_stripe"),
+    ):
+        response = post_webhook(client, coupon_event())
+
+    assert (response.status_code, response.json()["status"]) == (200, "stored")
+    event_id = response.json()["id"]
+    assert f"Stripe webhook {event_id} stored but not enqueued (ConnectionError" in caplog.text
+    assert "parse_stripe_webhooks will parse it" in caplog.text
+    call_command("parse_stripe_webhooks", stdout=StringIO())
+    assert StripeWebhook.objects.get(pk=event_id).is_parsed
+
+
+def test_parse_task_is_idempotent_and_raises_on_a_failed_parse(client, db_tasks):
+    event = coupon_event()
+    post_webhook(client, event)
+    assert parse_stripe_webhook.call(event["id"]) == "parsed"
+    assert parse_stripe_webhook.call(event["id"]) == "already parsed"  # the queued one runs after
+    run_worker()
+    assert StripeWebhook.objects.get(pk=event["id"]).parse_attempts == 1
+    assert parse_stripe_webhook.call("evt_never_stored") == "missing"
+
+    broken = coupon_event("BROKEN")
+    post_webhook(client, broken)
+
+    def fail(sender: Any, instance: StripeWebhook, **kwargs: Any) -> None:
+        raise RuntimeError("the host's receiver failed")
+
+    webhook_pre_parse.connect(fail)
+    try:
+        with pytest.raises(StripeTaskFailed, match="could not be parsed: RuntimeError: the host's receiver"):
+            parse_stripe_webhook.call(broken["id"])
+    finally:
+        webhook_pre_parse.disconnect(fail)
+    webhook = StripeWebhook.objects.get(pk=broken["id"])
+    assert (webhook.is_parsed, webhook.parse_attempts) == (False, 1) and webhook.parse_error
+
+
+# --- charges -------------------------------------------------------------------------------------
+
+
+def test_charge_task_charges_once_and_leaves_what_is_not_to_charge(fake_stripe, user):
+    make_customer(fake_stripe, user)
+    charge = StripeCharge.objects.create(user=user, amount=1500, description="Order 1")
+
+    assert charge_stripe_charge.call(charge.pk) == "charged"
+    assert charge_stripe_charge.call(charge.pk) == "skipped"  # a second task, or the cron, finds it done
+
+    charge.refresh_from_db()
+    assert charge.is_charged
+    assert len(fake_stripe.proxy.calls("POST", "/v1/payment_intents")) == 1
+    manual = StripeCharge.objects.create(user=user, amount=100, description="by hand", is_manual_charge=True)
+    assert charge_stripe_charge.call(manual.pk) == "skipped"
+
+
+def test_charge_task_declined_and_waiting(fake_stripe, user, other_user):
+    make_customer(fake_stripe, user, "4000000000000341")  # attaches, then declines
+    make_customer(fake_stripe, other_user, "4000002760003184")  # always asks for 3-D Secure
+    declined = StripeCharge.objects.create(user=user, amount=1500, description="declined")
+    waiting = StripeCharge.objects.create(user=other_user, amount=1500, description="3DS")
+
+    assert charge_stripe_charge.call(declined.pk) == "declined"
+    assert charge_stripe_charge.call(waiting.pk) == "waiting"
+    assert charge_stripe_charge.call(waiting.pk) == "skipped"  # never retried off-session
+
+
+def test_charge_task_stripe_down_raises_and_the_journal_keeps_the_key(fake_stripe, user, settings):
+    make_customer(fake_stripe, user)
+    charge = StripeCharge.objects.create(user=user, amount=1500, description="Order 1")
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nobody answers
+
+    with pytest.raises(StripeTaskFailed, match=f"charge #{charge.pk}: left for retry"):
+        charge_stripe_charge.call(charge.pk)
+
+    operation = StripeOperation.objects.exclude(state=StripeOperation.SUCCEEDED).get()
+    assert operation.state == StripeOperation.UNKNOWN
+    settings.STRIPE_API_BASE = fake_stripe.url
+    assert reconcile_stripe_operation.call(operation.pk) == StripeOperation.SUCCEEDED
+    assert reconcile_stripe_operation.call(operation.pk) == "finished"
+    charge.refresh_from_db()
+    assert charge.is_charged
+    assert charge_stripe_charge.call(charge.pk) == "skipped"
+    assert len({c.idempotency_key for c in fake_stripe.proxy.calls("POST", "/v1/payment_intents")}) == 1
+
+
+def test_charge_stripe_enqueue_one_task_per_row_then_workers_charge_each_once(fake_stripe, user, db_tasks):
+    make_customer(fake_stripe, user)
+    rows = [
+        StripeCharge.objects.create(user=user, amount=1000 + n, description=f"Order {n}") for n in range(3)
+    ]
+    invalid = StripeCharge.objects.create(user=user, amount=0, description="nothing to charge")
+
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="charge_stripe --enqueue: 3 enqueued, 1 would not be sent"):
+        call_command("charge_stripe", "--enqueue", stdout=out, stderr=err)
+    assert f"charge #{invalid.pk} " in err.getvalue()
+    call_command("charge_stripe", "--enqueue", "--limit", "2", stdout=out, stderr=err)  # enqueued again
+    assert queued(charge_stripe_charge) == [[row.pk] for row in rows] + [[rows[0].pk], [rows[1].pk]]
+
+    run_worker()
+
+    for row in rows:
+        row.refresh_from_db()
+        assert row.is_charged
+    assert len(fake_stripe.proxy.calls("POST", "/v1/payment_intents")) == 3
+    assert {r.return_value for r in DBTaskResult.objects.all()} == {"charged", "skipped"}
+
+
+def test_enqueue_refuses_dry_run_and_needs_no_api_key(settings, db_tasks):
+    with pytest.raises(CommandError, match="--dry-run and --enqueue cannot be combined"):
+        call_command("charge_stripe", "--enqueue", "--dry-run")
+    with pytest.raises(CommandError, match="--dry-run and --enqueue cannot be combined"):
+        call_command("reconcile_stripe_operations", "--enqueue", "--dry-run")
+    settings.STRIPE_API_KEY = ""  # the workers call Stripe, not the process that enqueues
+    call_command("charge_stripe", "--enqueue", stdout=StringIO())
+    call_command("refresh_coupons", "--enqueue", stdout=StringIO())
+
+
+def test_enqueue_to_a_backend_without_workers_says_so(db):
+    err = StringIO()
+    with override_settings(TASKS=DUMMY_TASKS):
+        call_command("charge_stripe", "--enqueue", stdout=StringIO(), stderr=err)
+    assert "TASKS['default'] is DummyBackend" in err.getvalue()
+
+
+# --- operations and refresh walks ----------------------------------------------------------------
+
+
+def test_reconcile_enqueue_one_task_per_unfinished_operation(fake_stripe, user, settings, db_tasks):
+    make_customer(fake_stripe, user)
+    charge = StripeCharge.objects.create(user=user, amount=1500, description="Order 1")
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
+    with pytest.raises(StripeTaskFailed):
+        charge_stripe_charge.call(charge.pk)
+    settings.STRIPE_API_BASE = fake_stripe.url
+    operation = StripeOperation.objects.get(state=StripeOperation.UNKNOWN)
+
+    out = StringIO()
+    call_command("reconcile_stripe_operations", "--enqueue", stdout=out, stderr=StringIO())
+    assert "reconcile_stripe_operations --enqueue: 1 enqueued" in out.getvalue()
+    assert queued(reconcile_stripe_operation) == [[operation.pk]]
+    run_worker()
+    operation.refresh_from_db()
+    charge.refresh_from_db()
+    assert operation.state == StripeOperation.SUCCEEDED and charge.is_charged
+
+
+def test_refresh_enqueue_runs_the_whole_walk_as_one_task(fake_stripe, db_tasks):
+    _post(fake_stripe, "/v1/coupons", {"id": "SPRING", "duration": "once", "percent_off": "15"})
+    _post(
+        fake_stripe,
+        "/v1/coupons",
+        {"id": "SUMMER", "duration": "once", "amount_off": "500", "currency": "usd"},
+    )
+
+    out = StringIO()
+    call_command("refresh_coupons", "--enqueue", stdout=out)
+    assert "refresh_coupons: the walk is enqueued" in out.getvalue()
+    assert queued(run_refresh_command) == [["refresh_coupons", {}]]
+    assert not StripeCoupon.objects.exists()
+    run_worker()
+    assert set(StripeCoupon.objects.values_list("coupon_id", flat=True)) == {"SPRING", "SUMMER"}
+    assert "2 created" in DBTaskResult.objects.get().return_value
+
+    call_command("refresh_invoices", "--enqueue", "--since", "all", stdout=out)
+    assert queued(run_refresh_command) == [["refresh_invoices", {"since": "all"}]]
+    with pytest.raises(StripeTaskFailed, match="'prune_stripe_webhooks' is not one of"):
+        run_refresh_command.call("prune_stripe_webhooks")
+
+
+# --- the system check ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("deferred", "tasks", "expected"),
+    [
+        (
+            True,
+            IMMEDIATE_TASKS,
+            "ImmediateBackend, which runs no worker: stored events are not enqueued "
+            "to it (the parse would run in the webhook request)",
+        ),
+        (
+            True,
+            DUMMY_TASKS,
+            "DummyBackend, which runs no worker: stored events are not enqueued to it "
+            "(the parse would run never)",
+        ),
+        (True, DB_TASKS, None),
+        (False, IMMEDIATE_TASKS, None),
+    ],
+)
+def test_check_warns_when_deferred_events_would_not_reach_a_worker(deferred, tasks, expected):
+    with override_settings(TASKS=tasks, STRIPE_WEBHOOK_DEFERRED_PARSING=deferred):
+        found = [m for m in run_checks() if m.id == "aa_stripe.W002"]
+    if expected is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and expected in found[0].msg
+
+
+def test_journal_of_the_task_is_the_commands_journal(fake_stripe, user):
+    """A row the cron is sending (its operation claimed, lease running) is not taken by a task."""
+    make_customer(fake_stripe, user)
+    charge = StripeCharge.objects.create(user=user, amount=1500, description="Order 1")
+    from aa_stripe.operations.charge_queue import claim_next, queue
+
+    _, operation = claim_next(queue().filter(pk=charge.pk))
+    journal.claim(operation)  # the cron process is sending it now
+    assert charge_stripe_charge.call(charge.pk) == "skipped"
+    assert not fake_stripe.proxy.calls("POST", "/v1/payment_intents")
