@@ -10,6 +10,11 @@
 * ``AA_STRIPE_TEST_CHARGE_API`` (optional): ``STRIPE_CHARGE_API`` (the ``charges_api`` fixture sets it).
 * ``AA_STRIPE_TEST_OPERATION_LEASE`` (optional): ``STRIPE_OPERATION_LEASE`` in seconds, e.g. ``2``
   for a test that kills a worker and waits for its lease to run out.
+* ``AA_STRIPE_TEST_TASKS`` (optional): ``rq`` or ``db``, ``TASKS`` of that engine
+  (``tests.task_engines.tasks_setting``); unset, ``TASKS`` stays as in ``tests.settings``.
+* ``AA_STRIPE_TEST_REDIS_URL`` (optional): the Redis of RQ's ``default`` queue (``RQ_QUEUES``), e.g.
+  the one ``tests.task_engines.ensure_redis()`` yields.
+* ``AA_STRIPE_TEST_DEFERRED`` (optional): ``1`` turns ``STRIPE_WEBHOOK_DEFERRED_PARSING`` on, ``0`` off.
 """
 
 import os
@@ -33,3 +38,15 @@ if os.environ.get("AA_STRIPE_TEST_API_BASE"):
 
 if os.environ.get("AA_STRIPE_TEST_OPERATION_LEASE"):
     STRIPE_OPERATION_LEASE = float(os.environ["AA_STRIPE_TEST_OPERATION_LEASE"])
+
+# Task engines (tests/task_engines.py): TASKS, RQ's Redis, and the webhook view's deferred parsing.
+if os.environ.get("AA_STRIPE_TEST_TASKS"):
+    from tests.task_engines import tasks_setting
+
+    TASKS = tasks_setting(os.environ["AA_STRIPE_TEST_TASKS"])
+
+if os.environ.get("AA_STRIPE_TEST_REDIS_URL"):
+    RQ_QUEUES = {"default": {"URL": os.environ["AA_STRIPE_TEST_REDIS_URL"]}}
+
+if os.environ.get("AA_STRIPE_TEST_DEFERRED"):
+    STRIPE_WEBHOOK_DEFERRED_PARSING = os.environ["AA_STRIPE_TEST_DEFERRED"] == "1"

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 FENCES = re.findall(r"^```([^\n]*)\n(.*?)^```", README.read_text(), flags=re.S | re.M)
 BLOCKS = [code for info, code in FENCES if info == "python"]
-RUN_ELSEWHERE = {"python", "py settings", "py urls", "graphql", "js demo"}
+RUN_ELSEWHERE = {"python", "py settings", "py urls", "graphql", "js demo", "py tasks rq", "py tasks db"}
 DEMO_JS = ROOT / "example" / "demo_project" / "static" / "demo" / "demo.js"
 
 
@@ -65,6 +65,28 @@ def test_readme_examples_run_against_the_fake_stripe(fake_stripe, user, client, 
         except Exception as err:
             raise AssertionError(f"README python block {number} failed:\n{block}") from err
     assert capsys.readouterr().out.strip().endswith("True")  # the coupon example's print
+
+
+@pytest.mark.parametrize("fence", ["py tasks rq", "py tasks db"])
+def test_readme_task_settings_give_a_worker_backend_that_passes_its_checks(fence, settings):
+    """ "Running on several machines": each backend's settings, as a project would add them."""
+    from django.core.checks import run_checks
+    from django.test import override_settings
+
+    from aa_stripe.task_framework import backend_runs_workers, default_backend
+
+    namespace: dict = {"INSTALLED_APPS": []}
+    exec(snippet(fence), namespace)
+    assert set(namespace.pop("INSTALLED_APPS")) <= set(settings.INSTALLED_APPS)  # tests/settings.py has both
+    values = {name: value for name, value in namespace.items() if name.isupper()}
+    assert values["STRIPE_WEBHOOK_DEFERRED_PARSING"] is True
+    with override_settings(**values):
+        backend = default_backend()
+        assert backend_runs_workers(backend)
+        assert list(backend.check()) == []
+        assert [
+            m.id for m in run_checks() if m.id.startswith("aa_stripe.W00") and m.id != "aa_stripe.W001"
+        ] == []
 
 
 def test_readme_graphql_is_valid_against_the_schema():
