@@ -7,6 +7,7 @@ Nothing here needs a task framework: without one (or with Django's default ``Imm
 
 from __future__ import annotations
 
+import functools
 import logging
 from types import ModuleType
 from typing import Any
@@ -18,8 +19,10 @@ logger = logging.getLogger("aa_stripe")
 NO_WORKER_BACKENDS = ("ImmediateBackend", "DummyBackend")
 
 
+@functools.cache
 def framework() -> ModuleType | None:
-    """``django.tasks`` on Django 6, else the ``django_tasks`` backport, else None."""
+    """``django.tasks`` on Django 6, else the ``django_tasks`` backport, else None (looked up once:
+    a failed import is searched for again on every call, and the webhook view asks per event)."""
     try:
         import django.tasks as tasks
     except ImportError:
