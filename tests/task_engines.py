@@ -150,7 +150,9 @@ def _free_port() -> int:
 def _redis_server(database: str, timeout: float = 15.0) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise EngineUnavailable("no Redis answers and redis-server is not installed (apt-get install redis-server)")
+        raise EngineUnavailable(
+            "no Redis answers and redis-server is not installed (apt-get install redis-server)"
+        )
     workdir = Path(tempfile.mkdtemp(prefix="aa_stripe_redis_"))
     try:
         for _attempt in range(5):  # the free port may be taken again before redis-server binds it
@@ -292,7 +294,9 @@ def start_workers(
         deadline = time.monotonic() + ready_timeout
         while not all(_READY_LINES[engine] in worker.log() for worker in workers):
             if any(not worker.alive() for worker in workers) or time.monotonic() > deadline:
-                logs = "\n".join(f"--- {w.name} (exit {w.process.poll()}):\n{w.log()[-3000:]}" for w in workers)
+                logs = "\n".join(
+                    f"--- {w.name} (exit {w.process.poll()}):\n{w.log()[-3000:]}" for w in workers
+                )
                 raise RuntimeError(f"the {engine} workers did not all start:\n{logs}")
             time.sleep(0.05)
     except BaseException:

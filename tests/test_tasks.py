@@ -22,6 +22,7 @@ from aa_stripe.exceptions import StripeTaskFailed
 from aa_stripe.models import StripeCharge, StripeCoupon, StripeOperation, StripeWebhook
 from aa_stripe.operations import journal
 from aa_stripe.signals import webhook_pre_parse
+from aa_stripe.task_framework import framework
 from aa_stripe.tasks import (
     charge_stripe_charge,
     parse_stripe_webhook,
@@ -35,8 +36,10 @@ from tests.test_payment_methods import _post
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DB_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
-DUMMY_TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
-IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+# Django's own (django.tasks on Django 6), else the backport's.
+FRAMEWORK = framework().__name__
+DUMMY_TASKS = {"default": {"BACKEND": f"{FRAMEWORK}.backends.dummy.DummyBackend"}}
+IMMEDIATE_TASKS = {"default": {"BACKEND": f"{FRAMEWORK}.backends.immediate.ImmediateBackend"}}
 # A Redis nobody listens on: every enqueue fails as it does when the broker is down.
 DOWN_RQ_TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend"}}
 DOWN_RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:9/0", "SOCKET_CONNECT_TIMEOUT": 1}}
