@@ -59,13 +59,15 @@ def enqueue_stored_webhook(sender: Any, instance: Any, **kwargs: Any) -> None:
     """
     from aa_stripe.conf import stripe_settings
 
-    if not stripe_settings.WEBHOOK_DEFERRED_PARSING or not backend_runs_workers():
+    if not stripe_settings.WEBHOOK_DEFERRED_PARSING or framework() is None:
         return
-    from aa_stripe.tasks import parse_stripe_webhook
-
     try:
+        if not backend_runs_workers():
+            return
+        from aa_stripe.tasks import parse_stripe_webhook
+
         parse_stripe_webhook.enqueue(instance.pk)
-    except Exception as err:
+    except Exception as err:  # the broker is down, or TASKS names a backend that cannot be loaded
         logger.warning(
             "Stripe webhook %s stored but not enqueued (%s: %s); parse_stripe_webhooks will parse it",
             instance.pk,

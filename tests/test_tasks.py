@@ -131,6 +131,18 @@ def test_broker_down_the_event_is_stored_answered_200_and_the_cron_parses_it(cli
     assert StripeWebhook.objects.get(pk=event_id).is_parsed
 
 
+def test_a_backend_that_cannot_be_loaded_loses_nothing_and_the_check_says_so(client, caplog):
+    broken = {"default": {"BACKEND": "no.such.Backend"}}
+    with override_settings(TASKS=broken, STRIPE_WEBHOOK_DEFERRED_PARSING=True):
+        [warning] = [m for m in run_checks() if m.id == "aa_stripe.W003"]
+        with caplog.at_level(logging.WARNING, logger="aa_stripe"):
+            response = post_webhook(client, coupon_event())
+    assert "TASKS['default'] cannot be loaded" in warning.msg
+    assert (response.status_code, response.json()["status"]) == (200, "stored")
+    assert "stored but not enqueued" in caplog.text
+    assert StripeWebhook.objects.filter(is_parsed=False).count() == 1
+
+
 def test_parse_task_is_idempotent_and_raises_on_a_failed_parse(client, db_tasks):
     event = coupon_event()
     post_webhook(client, event)
