@@ -7,7 +7,6 @@ run by its own ``db_worker --batch``. Processes, RQ and killed workers: tests/te
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -46,9 +45,11 @@ DOWN_RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:9/0", "SOCKET_CONNECT_TI
 
 
 @pytest.fixture
-def db_tasks() -> Iterator[None]:
-    with override_settings(TASKS=DB_TASKS, STRIPE_WEBHOOK_DEFERRED_PARSING=True):
-        yield
+def db_tasks(settings: Any) -> None:
+    # Through pytest-django's ``settings`` (not a second override_settings): the tests change more
+    # settings through it, and overrides undone out of order would leak into later tests.
+    settings.TASKS = DB_TASKS
+    settings.STRIPE_WEBHOOK_DEFERRED_PARSING = True
 
 
 def run_worker() -> None:
