@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from types import ModuleType
 from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 logger = logging.getLogger("aa_stripe")
 
@@ -50,12 +55,47 @@ def backend_runs_workers(backend: Any | None = None) -> bool:
     return not any(cls.__name__ in NO_WORKER_BACKENDS for cls in type(backend).__mro__)
 
 
+class _Window:
+    """When this process last enqueued the task that parses every waiting event (monotonic clock)."""
+
+    lock = threading.Lock()
+    last: float | None = None
+
+    @classmethod
+    def open(cls, seconds: float) -> bool:
+        """Whether a new task is due, taking the window if so: none was enqueued here ``seconds`` ago."""
+        now = time.monotonic()
+        with cls.lock:
+            if cls.last is not None and now - cls.last < seconds:
+                return False
+            cls.last = now
+            return True
+
+    @classmethod
+    def reset(cls) -> None:
+        with cls.lock:
+            cls.last = None
+
+
+@receiver(setting_changed)
+def _new_window_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("TASKS", "STRIPE_WEBHOOK_DEFERRED_PARSING", "STRIPE_WEBHOOK_ENQUEUE_WINDOW"):
+        _Window.reset()
+
+
 def enqueue_stored_webhook(sender: Any, instance: Any, **kwargs: Any) -> None:
     """``stripe_webhook_stored`` receiver: with STRIPE_WEBHOOK_DEFERRED_PARSING and a worker
-    backend, hand the committed event to a worker (:func:`aa_stripe.tasks.parse_stripe_webhook`).
+    backend, hand the committed event to a worker.
 
-    An enqueue that fails (the broker is down) loses nothing: the event is stored, and
-    ``parse_stripe_webhooks`` (cron) parses what no task did.
+    With ``STRIPE_WEBHOOK_ENQUEUE_WINDOW`` = W seconds (default 0.5), this process enqueues
+    :func:`aa_stripe.tasks.parse_waiting_stripe_webhooks` at most once per W: that task parses every
+    waiting event in batches and ends only after finding none for W seconds, so an event stored
+    within W of the enqueue is parsed by it (it starts after the enqueue, and ends after the event
+    was stored). Bursts cost one enqueue, not one per event. With W = 0, one
+    :func:`aa_stripe.tasks.parse_stripe_webhook` per event.
+
+    An enqueue that fails (the broker is down) loses nothing: the event is stored, the next event
+    tries again, and ``parse_stripe_webhooks`` (cron) parses what no task did.
     """
     from aa_stripe.conf import stripe_settings
 
@@ -64,9 +104,17 @@ def enqueue_stored_webhook(sender: Any, instance: Any, **kwargs: Any) -> None:
     try:
         if not backend_runs_workers():
             return
-        from aa_stripe.tasks import parse_stripe_webhook
+        from aa_stripe import tasks
 
-        parse_stripe_webhook.enqueue(instance.pk)
+        window = float(stripe_settings.WEBHOOK_ENQUEUE_WINDOW)
+        if window <= 0:
+            tasks.parse_stripe_webhook.enqueue(instance.pk)
+        elif _Window.open(window):
+            try:
+                tasks.parse_waiting_stripe_webhooks.enqueue(linger=window)
+            except Exception:
+                _Window.reset()  # the next event enqueues again
+                raise
     except Exception as err:  # the broker is down, or TASKS names a backend that cannot be loaded
         logger.warning(
             "Stripe webhook %s stored but not enqueued (%s: %s); parse_stripe_webhooks will parse it",

@@ -6,7 +6,8 @@ work, changes nothing. Each returns a short JSON-able outcome and raises :class:
 when the work failed (the task backend records it; nothing is lost: the row keeps what the cron
 commands need to finish it).
 
-Enqueued by the library: :func:`parse_stripe_webhook` for each stored event when
+Enqueued by the library: :func:`parse_waiting_stripe_webhooks` (or :func:`parse_stripe_webhook` per
+event, see ``STRIPE_WEBHOOK_ENQUEUE_WINDOW``) as events are stored, when
 ``STRIPE_WEBHOOK_DEFERRED_PARSING`` is on and ``TASKS['default']`` is a worker backend; the others by
 ``charge_stripe --enqueue``, ``reconcile_stripe_operations --enqueue`` and ``refresh_* --enqueue``.
 You may enqueue them yourself, e.g. ``charge_stripe_charge.enqueue(charge.pk)``.
@@ -17,6 +18,8 @@ Needs Django 6 (``django.tasks``) or, on Django 5.2, ``pip install aa-stripe-gra
 from __future__ import annotations
 
 import io
+import time
+from datetime import timedelta
 from typing import Any
 
 from django.core.management import call_command
@@ -65,6 +68,59 @@ def parse_stripe_webhook(event_id: str) -> str:
     if not parsed:
         raise StripeTaskFailed(f"Stripe webhook {event_id} could not be parsed: {webhook.parse_error}")
     return "parsed"
+
+
+#: :func:`parse_waiting_stripe_webhooks`: rows taken at a time, and how long they are its own (a
+#: worker killed mid-batch holds at most this many rows, for at most this long).
+DRAIN_BATCH = 20
+DRAIN_LEASE = timedelta(seconds=15)
+#: ... and how often it looks again while it lingers.
+DRAIN_POLL_SECONDS = 0.05
+
+
+@task()
+def parse_waiting_stripe_webhooks(linger: float = 0.5, max_seconds: float = 60.0) -> dict[str, int]:
+    """Parse every stored event waiting to be parsed, oldest first, as ``parse_stripe_webhooks``
+    does (batches with leases: several of these tasks and cron workers share the backlog and parse
+    each event once), until none has been waiting for ``linger`` seconds.
+
+    Enqueued on commit by the webhook view (``STRIPE_WEBHOOK_ENQUEUE_WINDOW``) at most once per
+    ``linger`` per process: it starts after it was enqueued and ends no sooner than ``linger``
+    seconds later, so it parses every event its process stored meanwhile. After ``max_seconds`` of
+    steady traffic it enqueues its successor and ends (engines time jobs out). Rows whose parse
+    fails are recorded and left (``parse_stripe_webhooks --failed`` retries them); the task then
+    raises :class:`StripeTaskFailed` naming them, after parsing the rest. Returns the counts.
+    """
+    from aa_stripe.models import StripeWebhook
+
+    deadline = time.monotonic() + max_seconds
+    parsed, failed = 0, []
+    idle_since: float | None = None
+    while True:
+        token, batch = StripeWebhook.claim_batch(size=DRAIN_BATCH, lease=DRAIN_LEASE)
+        if not batch:
+            now = time.monotonic()
+            idle_since = now if idle_since is None else idle_since
+            if now - idle_since >= linger:
+                break
+            time.sleep(DRAIN_POLL_SECONDS)
+            continue
+        idle_since = None
+        try:
+            for webhook in batch:
+                outcome = webhook.process_claimed(token)
+                parsed += outcome is True
+                if outcome is False:
+                    failed.append(webhook.pk)
+        finally:
+            StripeWebhook.release(token)
+        if time.monotonic() >= deadline:
+            parse_waiting_stripe_webhooks.enqueue(linger=linger, max_seconds=max_seconds)
+            break
+    if failed:
+        listed = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
+        raise StripeTaskFailed(f"{parsed} Stripe webhooks parsed, {len(failed)} failed: {listed}")
+    return {"parsed": parsed, "failed": 0}
 
 
 @task()

@@ -7,6 +7,7 @@ run by its own ``db_worker --batch``. Processes, RQ and killed workers: tests/te
 from __future__ import annotations
 
 import logging
+import time
 from io import StringIO
 from typing import Any
 
@@ -23,8 +24,10 @@ from aa_stripe.operations import journal
 from aa_stripe.signals import webhook_pre_parse
 from aa_stripe.task_framework import framework
 from aa_stripe.tasks import (
+    DRAIN_BATCH,
     charge_stripe_charge,
     parse_stripe_webhook,
+    parse_waiting_stripe_webhooks,
     reconcile_stripe_operation,
     run_refresh_command,
 )
@@ -57,10 +60,10 @@ def run_worker() -> None:
     call_command("db_worker", "--batch", "--interval", "0", "--no-startup-delay", stdout=StringIO())
 
 
-def queued(task: Any) -> list[list[Any]]:
-    """The arguments of every enqueued (not yet run) ``task``."""
+def queued(task: Any) -> list[Any]:
+    """The arguments of every enqueued (not yet run) ``task``: positional ones, or args and kwargs."""
     rows = DBTaskResult.objects.ready().filter(task_path=task.module_path).order_by("enqueued_at")
-    return [row.args_kwargs["args"] for row in rows]
+    return [row.args_kwargs if row.args_kwargs["kwargs"] else row.args_kwargs["args"] for row in rows]
 
 
 def coupon_event(coupon_id: str = "TENOFF") -> dict[str, Any]:
@@ -80,7 +83,29 @@ def coupon_event(coupon_id: str = "TENOFF") -> dict[str, Any]:
 # --- webhooks: deferred parsing enqueues on commit -------------------------------------------------
 
 
-def test_deferred_event_is_enqueued_once_and_parsed_by_the_worker(client, db_tasks):
+def test_a_burst_of_events_costs_one_enqueue_and_one_task_parses_them_all(client, db_tasks, settings):
+    settings.STRIPE_WEBHOOK_ENQUEUE_WINDOW = 0.2
+    events = [coupon_event(f"BURST{n}") for n in range(5)]
+    answers = [post_webhook(client, event).json()["status"] for event in [*events, events[0]]]
+
+    assert answers == ["stored"] * 5 + ["duplicate"]
+    assert queued(parse_waiting_stripe_webhooks) == [{"args": [], "kwargs": {"linger": 0.2}}]
+    assert not StripeWebhook.objects.filter(is_parsed=True).exists()
+
+    run_worker()
+
+    assert StripeCoupon.objects.count() == 5
+    assert set(StripeWebhook.objects.values_list("is_parsed", "parse_attempts", "parse_error")) == {
+        (True, 1, "")
+    }
+    assert DBTaskResult.objects.get().return_value == {"parsed": 5, "failed": 0}
+    time.sleep(0.2)  # the window has passed: the next event enqueues again
+    post_webhook(client, coupon_event("LATER"))
+    assert len(queued(parse_waiting_stripe_webhooks)) == 1
+
+
+def test_window_zero_enqueues_one_task_per_event_and_none_for_a_redelivery(client, db_tasks, settings):
+    settings.STRIPE_WEBHOOK_ENQUEUE_WINDOW = 0
     event = coupon_event()
     first = post_webhook(client, event)
     again = post_webhook(client, event)  # Stripe's re-delivery: stored once, enqueued once
@@ -96,6 +121,29 @@ def test_deferred_event_is_enqueued_once_and_parsed_by_the_worker(client, db_tas
     assert (webhook.is_parsed, webhook.parse_attempts, webhook.parse_error) == (True, 1, "")
     assert StripeCoupon.objects.get(coupon_id="TENOFF").percent_off == 10
     assert DBTaskResult.objects.get().status == "SUCCESSFUL"
+
+
+def test_the_waiting_events_task_hands_over_to_a_successor_and_reports_failures(client, db_tasks):
+    for n in range(DRAIN_BATCH + 1):
+        StripeWebhook.store_event(coupon_event(f"BACKLOG{n}"))
+    StripeWebhook.store_event(coupon_event("BROKEN"))
+    DBTaskResult.objects.all().delete()  # what the stores enqueued: run by hand here
+
+    # max_seconds=0: one batch, then its successor is enqueued (an engine's job timeout never hits it)
+    assert parse_waiting_stripe_webhooks.call(linger=0, max_seconds=0) == {"parsed": DRAIN_BATCH, "failed": 0}
+    assert queued(parse_waiting_stripe_webhooks) == [{"args": [], "kwargs": {"linger": 0, "max_seconds": 0}}]
+
+    def fail(sender: Any, instance: StripeWebhook, **kwargs: Any) -> None:
+        if instance.data_object["id"] == "BROKEN":
+            raise RuntimeError("the host's receiver failed")
+
+    webhook_pre_parse.connect(fail)
+    try:
+        with pytest.raises(StripeTaskFailed, match=r"^1 Stripe webhooks parsed, 1 failed: evt_"):
+            parse_waiting_stripe_webhooks.call(linger=0)
+    finally:
+        webhook_pre_parse.disconnect(fail)
+    assert StripeWebhook.objects.filter(is_parsed=False).get().parse_error.startswith("RuntimeError")
 
 
 @pytest.mark.parametrize("tasks", [IMMEDIATE_TASKS, DUMMY_TASKS], ids=["immediate", "dummy"])
@@ -123,13 +171,14 @@ def test_broker_down_the_event_is_stored_answered_200_and_the_cron_parses_it(cli
         caplog.at_level(logging.WARNING, logger="aa_stripe"),
     ):
         response = post_webhook(client, coupon_event())
+        second = post_webhook(client, coupon_event("SECOND"))  # within the window: it tries again
 
     assert (response.status_code, response.json()["status"]) == (200, "stored")
-    event_id = response.json()["id"]
-    assert f"Stripe webhook {event_id} stored but not enqueued (ConnectionError" in caplog.text
+    for event_id in (response.json()["id"], second.json()["id"]):
+        assert f"Stripe webhook {event_id} stored but not enqueued (ConnectionError" in caplog.text
     assert "parse_stripe_webhooks will parse it" in caplog.text
     call_command("parse_stripe_webhooks", stdout=StringIO())
-    assert StripeWebhook.objects.get(pk=event_id).is_parsed
+    assert StripeWebhook.objects.filter(is_parsed=True).count() == 2
 
 
 def test_a_backend_that_cannot_be_loaded_loses_nothing_and_the_check_says_so(client, caplog):
