@@ -26,6 +26,7 @@ Importing this module needs neither Django settings nor Redis: ``tests.subproces
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,7 +36,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def subprocess_env(
     ``redis_url`` (``RQ_QUEUES``), ``api_base`` (the fake Stripe's URL; without it Stripe is
     unreachable), ``deferred`` (``STRIPE_WEBHOOK_DEFERRED_PARSING``) and ``charge_api``
     (``STRIPE_CHARGE_API``); what is None is left to ``tests.settings``."""
-    env = {key: value for key, value in (os.environ if base is None else base).items()}
+    env = dict(os.environ if base is None else base)
     for key in [key for key in env if key.startswith("AA_STRIPE_TEST_")]:
         del env[key]
     env["AA_STRIPE_TEST_DATABASE_URL"] = database_url
@@ -196,16 +197,13 @@ def ensure_redis(url: str | None = None) -> Iterator[str]:
     ``url`` (default: ``AA_STRIPE_TEST_REDIS_URL``, else :data:`DEFAULT_REDIS_URL`) when a Redis
     answers there; otherwise a ``redis-server`` started here on a free port of 127.0.0.1, without
     persistence, with the same database number, and stopped on the way out. The database is emptied
-    (FLUSHDB) before and after. Raises :class:`EngineUnavailable` when no Redis answers and
-    ``redis-server`` is not installed."""
+    (FLUSHDB) before and after, so two runs at once (a benchmark beside the tests, parallel CI jobs
+    on one Redis) must each pass a database of their own. Raises :class:`EngineUnavailable` when no
+    Redis answers and ``redis-server`` is not installed."""
     url = url or os.environ.get("AA_STRIPE_TEST_REDIS_URL") or DEFAULT_REDIS_URL
     database = urlsplit(url).path.strip("/") or "0"
 
-    @contextmanager
-    def given() -> Iterator[str]:
-        yield url
-
-    with given() if redis_answers(url) else _redis_server(database) as answering:
+    with nullcontext(url) if redis_answers(url) else _redis_server(database) as answering:
         flush_redis(answering)
         try:
             yield answering
@@ -215,19 +213,57 @@ def ensure_redis(url: str | None = None) -> Iterator[str]:
 
 # --- worker processes -----------------------------------------------------------------------------
 
+#: RQ's worker class for :func:`worker_command` (see :func:`_prompt_simple_worker`).
+RQ_WORKER_CLASS = "tests.task_engines.PromptSimpleWorker"
+
+
+def _prompt_simple_worker() -> type:
+    """RQ's ``SimpleWorker`` (each job run in the worker process, no fork), whose warm shutdown
+    (SIGTERM) is prompt.
+
+    RQ 3.0 listens for its commands on a pubsub thread that waits up to 60 s per message; on
+    shutdown it calls the thread's ``stop()``, which with redis-py 8 joins the thread, so a worker
+    asked to stop may take up to 60 s to exit (seen with rq 3.0.0 and redis 8.2.0, about one stop in
+    two after a busy run). This class starts that thread waiting 0.5 s per message instead; nothing
+    else differs."""
+    from rq.worker import SimpleWorker
+
+    class PromptSimpleWorker(SimpleWorker):
+        def subscribe(self) -> None:
+            self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub = self.connection.pubsub()
+            self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+            self.pubsub_thread = self.pubsub.run_in_thread(
+                sleep_time=0.5, daemon=True, exception_handler=self._pubsub_exception_handler
+            )
+
+    PromptSimpleWorker.__module__ = __name__
+    return PromptSimpleWorker
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use (``rqworker --worker-class tests.task_engines.PromptSimpleWorker``), so that
+    # importing this module does not import RQ.
+    if name == "PromptSimpleWorker":
+        worker_class = _prompt_simple_worker()
+        globals()[name] = worker_class
+        return worker_class
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def worker_command(
     engine: str, name: str, *, python: str = sys.executable, settings: str = SUBPROCESS_SETTINGS
 ) -> list[str]:
     """The command line of one worker of ``engine`` called ``name`` (unique among the workers).
 
-    RQ: ``rqworker`` with django-tasks-rq's job class and RQ's ``SimpleWorker``, which runs each job
-    in the worker process itself (no fork per job: a SIGKILL kills the job with it). The database
-    backend: ``db_worker`` polling every 50 ms, without its random start-up delay or autoreload."""
+    RQ: ``rqworker`` with django-tasks-rq's job class and RQ's ``SimpleWorker`` (as
+    :data:`RQ_WORKER_CLASS`), which runs each job in the worker process itself (no fork per job: a
+    SIGKILL kills the job with it). The database backend: ``db_worker`` polling every 50 ms, without
+    its random start-up delay or autoreload."""
     _check(engine)
     if engine == "rq":
         args = ["rqworker", QUEUE, "--job-class", "django_tasks_rq.Job",
-                "--worker-class", "rq.worker.SimpleWorker", "--name", name]  # fmt: skip
+                "--worker-class", RQ_WORKER_CLASS, "--name", name]  # fmt: skip
     else:
         args = ["db_worker", "--queue-name", QUEUE, "--interval", "0.05", "--no-startup-delay",
                 "--no-reload", "--worker-id", name]  # fmt: skip
@@ -262,6 +298,14 @@ class WorkerProcess:
         return self.process.wait(timeout=30)
 
 
+def _named(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """``env`` whose database URL, when it names an ``application_name``, names the worker instead:
+    its connections show in ``pg_stat_activity`` as that worker's."""
+    url = env.get("AA_STRIPE_TEST_DATABASE_URL", "")
+    named = re.sub(r"application_name=[^&]*", f"application_name={name}", url)
+    return {**env, "AA_STRIPE_TEST_DATABASE_URL": named}
+
+
 def start_workers(
     engine: str,
     count: int,
@@ -285,7 +329,8 @@ def start_workers(
                 proc = subprocess.Popen(
                     worker_command(engine, name, python=python),
                     cwd=ROOT,
-                    env=dict(env),
+                    # A worker that will not stop is sent SIGABRT: its threads' stacks go to its log.
+                    env={**_named(env, name), "PYTHONFAULTHANDLER": "1"},
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -306,8 +351,9 @@ def start_workers(
 
 
 def stop_workers(workers: list[WorkerProcess], timeout: float = 30.0) -> list[int]:
-    """SIGTERM each worker still running (both engines finish the task at hand, then exit 0), SIGKILL
-    those still running after ``timeout``; returns the exit codes (-9 for a worker killed)."""
+    """SIGTERM each worker still running (both engines finish the task at hand, then exit 0); those
+    still running after ``timeout`` get SIGABRT (their stacks go to their logs), then SIGKILL.
+    Returns the exit codes (-6 or -9 for a worker that would not stop)."""
     for worker in workers:
         if worker.alive():
             worker.process.send_signal(signal.SIGTERM)
@@ -316,7 +362,11 @@ def stop_workers(workers: list[WorkerProcess], timeout: float = 30.0) -> list[in
         try:
             worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            worker.kill()
+            worker.process.send_signal(signal.SIGABRT)
+            try:
+                worker.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                worker.kill()
     return [worker.process.returncode for worker in workers]
 
 
@@ -420,10 +470,18 @@ def running_jobs(engine: str) -> list[Job]:
     ]
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 120.0, poll: float = 0.05) -> None:
-    """Poll ``predicate`` until it holds; AssertionError naming ``what`` after ``timeout`` seconds."""
+def wait_until(
+    predicate: Callable[[], bool],
+    what: str,
+    timeout: float = 120.0,
+    poll: float = 0.05,
+    details: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``predicate`` until it holds; AssertionError naming ``what`` (and ``details()``, e.g.
+    the engine's counts and the workers' logs) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting until {what}")
+            more = f"\n{details()}" if details is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting until {what}{more}")
         time.sleep(poll)
