@@ -43,7 +43,7 @@ demo: $(DEMO_STAMP)
 
 # Benchmarks print ratios measured in one run (never timed tests): on SQLite, then again on the
 # database of DATABASE_URL when it is set (PostgreSQL).
-BENCHMARKS := benchmarks/webhooks.py benchmarks/graphql_pages.py benchmarks/command_costs.py
+BENCHMARKS := benchmarks/webhooks.py benchmarks/graphql_pages.py benchmarks/command_costs.py benchmarks/task_engines.py
 bench: $(STAMP)
 	@set -e; for script in $(BENCHMARKS); do \
 	    echo "== $$script (SQLite)"; \

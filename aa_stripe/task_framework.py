@@ -89,10 +89,10 @@ def enqueue_stored_webhook(sender: Any, instance: Any, **kwargs: Any) -> None:
 
     With ``STRIPE_WEBHOOK_ENQUEUE_WINDOW`` = W seconds (default 0.5), this process enqueues
     :func:`aa_stripe.tasks.parse_waiting_stripe_webhooks` at most once per W: that task parses every
-    waiting event in batches and ends only after finding none for W seconds, so an event stored
-    within W of the enqueue is parsed by it (it starts after the enqueue, and ends after the event
-    was stored). Bursts cost one enqueue, not one per event. With W = 0, one
-    :func:`aa_stripe.tasks.parse_stripe_webhook` per event.
+    waiting event in batches and ends only after finding none W seconds or more after it was
+    enqueued, so an event stored within W of the enqueue is parsed by it (it starts after the
+    enqueue, and looks last after the event was stored). Bursts cost one enqueue, not one per event.
+    With W = 0, one :func:`aa_stripe.tasks.parse_stripe_webhook` per event.
 
     An enqueue that fails (the broker is down) loses nothing: the event is stored, the next event
     tries again, and ``parse_stripe_webhooks`` (cron) parses what no task did.
@@ -111,7 +111,7 @@ def enqueue_stored_webhook(sender: Any, instance: Any, **kwargs: Any) -> None:
             tasks.parse_stripe_webhook.enqueue(instance.pk)
         elif _Window.open(window):
             try:
-                tasks.parse_waiting_stripe_webhooks.enqueue(linger=window)
+                tasks.parse_waiting_stripe_webhooks.enqueue(linger=window, enqueued_at=time.time())
             except Exception:
                 _Window.reset()  # the next event enqueues again
                 raise

@@ -74,38 +74,44 @@ def parse_stripe_webhook(event_id: str) -> str:
 #: worker killed mid-batch holds at most this many rows, for at most this long).
 DRAIN_BATCH = 20
 DRAIN_LEASE = timedelta(seconds=15)
-#: ... and how often it looks again while it lingers.
+#: ... how often it looks again while it lingers, and by how much the clocks of the host that
+#: enqueued it and of the worker may differ (it lingers that much longer).
 DRAIN_POLL_SECONDS = 0.05
+CLOCK_SKEW = 0.5
 
 
 @task()
-def parse_waiting_stripe_webhooks(linger: float = 0.5, max_seconds: float = 60.0) -> dict[str, int]:
+def parse_waiting_stripe_webhooks(
+    linger: float = 0.5, max_seconds: float = 10.0, enqueued_at: float | None = None
+) -> dict[str, int]:
     """Parse every stored event waiting to be parsed, oldest first, as ``parse_stripe_webhooks``
     does (batches with leases: several of these tasks and cron workers share the backlog and parse
-    each event once), until none has been waiting for ``linger`` seconds.
+    each event once), until it finds none waiting ``linger`` seconds or more after ``enqueued_at``
+    (a Unix time; None: after it started).
 
-    Enqueued on commit by the webhook view (``STRIPE_WEBHOOK_ENQUEUE_WINDOW``) at most once per
-    ``linger`` per process: it starts after it was enqueued and ends no sooner than ``linger``
-    seconds later, so it parses every event its process stored meanwhile. After ``max_seconds`` of
-    steady traffic it enqueues its successor and ends (engines time jobs out). Rows whose parse
-    fails are recorded and left (``parse_stripe_webhooks --failed`` retries them); the task then
-    raises :class:`StripeTaskFailed` naming them, after parsing the rest. Returns the counts.
+    Enqueued on commit by the webhook view at most once per ``STRIPE_WEBHOOK_ENQUEUE_WINDOW``
+    (``linger``) per process, with the time it was enqueued: its last look at the queue comes after
+    every event its process stored within the window, so it parses them all. One that starts later
+    (queued behind others) looks once and ends. The hosts' clocks may differ by up to
+    :data:`CLOCK_SKEW` seconds. After ``max_seconds`` of steady traffic it enqueues its successor and
+    ends (engines time jobs out, and other tasks wait for the worker). Rows whose parse fails are
+    recorded and left (``parse_stripe_webhooks --failed`` retries them); the task then raises
+    :class:`StripeTaskFailed` naming them, after parsing the rest. Returns the counts.
     """
     from aa_stripe.models import StripeWebhook
 
-    deadline = time.monotonic() + max_seconds
+    started = time.monotonic()
+    deadline = started + max_seconds
+    age = 0.0 if enqueued_at is None else max(0.0, time.time() - enqueued_at - CLOCK_SKEW)
+    stop_at = started + max(0.0, linger - age)
     parsed, failed = 0, []
-    idle_since: float | None = None
     while True:
         token, batch = StripeWebhook.claim_batch(size=DRAIN_BATCH, lease=DRAIN_LEASE)
         if not batch:
-            now = time.monotonic()
-            idle_since = now if idle_since is None else idle_since
-            if now - idle_since >= linger:
+            if time.monotonic() >= stop_at:
                 break
             time.sleep(DRAIN_POLL_SECONDS)
             continue
-        idle_since = None
         try:
             for webhook in batch:
                 outcome = webhook.process_claimed(token)
@@ -115,7 +121,9 @@ def parse_waiting_stripe_webhooks(linger: float = 0.5, max_seconds: float = 60.0
         finally:
             StripeWebhook.release(token)
         if time.monotonic() >= deadline:
-            parse_waiting_stripe_webhooks.enqueue(linger=linger, max_seconds=max_seconds)
+            parse_waiting_stripe_webhooks.enqueue(
+                linger=linger, max_seconds=max_seconds, enqueued_at=time.time()
+            )
             break
     if failed:
         listed = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")

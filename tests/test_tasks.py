@@ -89,7 +89,9 @@ def test_a_burst_of_events_costs_one_enqueue_and_one_task_parses_them_all(client
     answers = [post_webhook(client, event).json()["status"] for event in [*events, events[0]]]
 
     assert answers == ["stored"] * 5 + ["duplicate"]
-    assert queued(parse_waiting_stripe_webhooks) == [{"args": [], "kwargs": {"linger": 0.2}}]
+    [task] = queued(parse_waiting_stripe_webhooks)
+    assert task["args"] == [] and task["kwargs"]["linger"] == 0.2
+    assert time.time() - 5 < task["kwargs"]["enqueued_at"] <= time.time()
     assert not StripeWebhook.objects.filter(is_parsed=True).exists()
 
     run_worker()
@@ -131,7 +133,9 @@ def test_the_waiting_events_task_hands_over_to_a_successor_and_reports_failures(
 
     # max_seconds=0: one batch, then its successor is enqueued (an engine's job timeout never hits it)
     assert parse_waiting_stripe_webhooks.call(linger=0, max_seconds=0) == {"parsed": DRAIN_BATCH, "failed": 0}
-    assert queued(parse_waiting_stripe_webhooks) == [{"args": [], "kwargs": {"linger": 0, "max_seconds": 0}}]
+    [successor] = queued(parse_waiting_stripe_webhooks)
+    now = pytest.approx(time.time(), abs=5)
+    assert successor["kwargs"] == {"linger": 0, "max_seconds": 0, "enqueued_at": now}
 
     def fail(sender: Any, instance: StripeWebhook, **kwargs: Any) -> None:
         if instance.data_object["id"] == "BROKEN":
