@@ -55,10 +55,12 @@ def check_stripe_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckM
 
 @register(deploy=False)
 def check_task_backend(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Deferred parsing with a task backend that runs no worker: events are not enqueued."""
+    """Deferred parsing with TASKS set to a backend that runs no worker: events are not enqueued."""
     from aa_stripe.task_framework import backend_runs_workers, default_backend
 
-    if not stripe_settings.WEBHOOK_DEFERRED_PARSING:
+    # Without TASKS in the settings (Django's default ImmediateBackend) deferred parsing is the cron's,
+    # as it always was: nothing to warn about.
+    if not stripe_settings.WEBHOOK_DEFERRED_PARSING or not settings.is_overridden("TASKS"):
         return []
     try:
         backend = default_backend()

@@ -55,16 +55,37 @@ def backend_runs_workers(backend: Any | None = None) -> bool:
     return not any(cls.__name__ in NO_WORKER_BACKENDS for cls in type(backend).__mro__)
 
 
+def database_time() -> float:
+    """Now by the clock of the database that holds the webhooks, as a Unix time: what the task that
+    parses waiting events and the process that enqueued it agree on (their hosts' clocks may not).
+    SQLite has no clock of its own (nor other hosts): this host's."""
+    from django.db import connections, router
+
+    from aa_stripe.models import StripeWebhook
+
+    connection = connections[router.db_for_write(StripeWebhook)]
+    query = {
+        "postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())",
+        "mysql": "SELECT UNIX_TIMESTAMP(NOW(6))",
+    }
+    if connection.vendor not in query:
+        return time.time()
+    with connection.cursor() as cursor:
+        cursor.execute(query[connection.vendor])
+        return float(cursor.fetchone()[0])
+
+
 class _Window:
     """When this process last enqueued the task that parses every waiting event (monotonic clock)."""
 
     lock = threading.Lock()
     last: float | None = None
+    clock = staticmethod(time.monotonic)
 
     @classmethod
     def open(cls, seconds: float) -> bool:
         """Whether a new task is due, taking the window if so: none was enqueued here ``seconds`` ago."""
-        now = time.monotonic()
+        now = cls.clock()
         with cls.lock:
             if cls.last is not None and now - cls.last < seconds:
                 return False
@@ -90,8 +111,9 @@ def enqueue_stored_webhook(sender: Any, instance: Any, **kwargs: Any) -> None:
     With ``STRIPE_WEBHOOK_ENQUEUE_WINDOW`` = W seconds (default 0.5), this process enqueues
     :func:`aa_stripe.tasks.parse_waiting_stripe_webhooks` at most once per W: that task parses every
     waiting event in batches and ends only after finding none W seconds or more after it was
-    enqueued, so an event stored within W of the enqueue is parsed by it (it starts after the
-    enqueue, and looks last after the event was stored). Bursts cost one enqueue, not one per event.
+    enqueued (by the database's clock), so an event stored within W of the enqueue is parsed by it
+    (it starts after the enqueue, and looks last after the event was stored). Bursts cost one
+    enqueue (and one read of the database's clock), not one per event.
     With W = 0, one :func:`aa_stripe.tasks.parse_stripe_webhook` per event.
 
     An enqueue that fails (the broker is down) loses nothing: the event is stored, the next event
@@ -111,7 +133,7 @@ def enqueue_stored_webhook(sender: Any, instance: Any, **kwargs: Any) -> None:
             tasks.parse_stripe_webhook.enqueue(instance.pk)
         elif _Window.open(window):
             try:
-                tasks.parse_waiting_stripe_webhooks.enqueue(linger=window, enqueued_at=time.time())
+                tasks.parse_waiting_stripe_webhooks.enqueue(linger=window, enqueued_at=database_time())
             except Exception:
                 _Window.reset()  # the next event enqueues again
                 raise

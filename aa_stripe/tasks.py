@@ -32,7 +32,7 @@ from aa_stripe.exceptions import (
     StripeOperationInProgress,
     StripeTaskFailed,
 )
-from aa_stripe.task_framework import framework
+from aa_stripe.task_framework import database_time, framework
 
 _tasks = framework()
 if _tasks is None:  # pragma: no cover - depends on what is installed
@@ -74,10 +74,8 @@ def parse_stripe_webhook(event_id: str) -> str:
 #: worker killed mid-batch holds at most this many rows, for at most this long).
 DRAIN_BATCH = 20
 DRAIN_LEASE = timedelta(seconds=15)
-#: ... how often it looks again while it lingers, and by how much the clocks of the host that
-#: enqueued it and of the worker may differ (it lingers that much longer).
+#: ... and how often it looks again while it lingers.
 DRAIN_POLL_SECONDS = 0.05
-CLOCK_SKEW = 0.5
 
 
 @task()
@@ -87,28 +85,30 @@ def parse_waiting_stripe_webhooks(
     """Parse every stored event waiting to be parsed, oldest first, as ``parse_stripe_webhooks``
     does (batches with leases: several of these tasks and cron workers share the backlog and parse
     each event once), until it finds none waiting ``linger`` seconds or more after ``enqueued_at``
-    (a Unix time; None: after it started).
+    (the database's clock, :func:`aa_stripe.task_framework.database_time`; None: after it started).
 
     Enqueued on commit by the webhook view at most once per ``STRIPE_WEBHOOK_ENQUEUE_WINDOW``
-    (``linger``) per process, with the time it was enqueued: its last look at the queue comes after
-    every event its process stored within the window, so it parses them all. One that starts later
-    (queued behind others) looks once and ends. The hosts' clocks may differ by up to
-    :data:`CLOCK_SKEW` seconds. After ``max_seconds`` of steady traffic it enqueues its successor and
-    ends (engines time jobs out, and other tasks wait for the worker). Rows whose parse fails are
-    recorded and left (``parse_stripe_webhooks --failed`` retries them); the task then raises
+    (``linger``) per process, with the time it was enqueued: its last look at the queue starts after
+    every event its process stored within the window was committed, so it parses them all. One that
+    starts later (queued behind others) looks once and ends. The hosts' own clocks play no part:
+    the database's says when the window ends, this worker's monotonic clock how long to wait. After
+    ``max_seconds`` of steady traffic it enqueues its successor and ends (engines time jobs out, and
+    other tasks wait for the worker). Rows whose parse fails are recorded and left
+    (``parse_stripe_webhooks --failed`` retries them); the task then raises
     :class:`StripeTaskFailed` naming them, after parsing the rest. Returns the counts.
     """
     from aa_stripe.models import StripeWebhook
 
     started = time.monotonic()
     deadline = started + max_seconds
-    age = 0.0 if enqueued_at is None else max(0.0, time.time() - enqueued_at - CLOCK_SKEW)
-    stop_at = started + max(0.0, linger - age)
+    left = linger if enqueued_at is None else enqueued_at + linger - database_time()
+    stop_at = started + max(0.0, left)
     parsed, failed = 0, []
     while True:
+        looked = time.monotonic()  # before the claim: its snapshot is no older than this
         token, batch = StripeWebhook.claim_batch(size=DRAIN_BATCH, lease=DRAIN_LEASE)
         if not batch:
-            if time.monotonic() >= stop_at:
+            if looked >= stop_at:
                 break
             time.sleep(DRAIN_POLL_SECONDS)
             continue
@@ -122,7 +122,7 @@ def parse_waiting_stripe_webhooks(
             StripeWebhook.release(token)
         if time.monotonic() >= deadline:
             parse_waiting_stripe_webhooks.enqueue(
-                linger=linger, max_seconds=max_seconds, enqueued_at=time.time()
+                linger=linger, max_seconds=max_seconds, enqueued_at=database_time()
             )
             break
     if failed:

@@ -17,13 +17,13 @@ Reuses ``webhooks.py``'s events, seeds, floor view and statement counter. On the
      task per stored event (no target: what the window saves);
    * ``floor``: ``webhooks.py``'s view that verifies the signature and inserts one row.
 
-   RQ runs on the Redis of ``tests.task_engines.ensure_redis()`` (``AA_STRIPE_TEST_REDIS_URL``, else
-   127.0.0.1:6379/15, else a redis-server of its own; its database is emptied with FLUSHDB), and is
-   skipped when there is none. Prints medians of events/s, the ratio to the floor, SQL statements per
-   event and, for RQ, Redis commands and connections per event (an untimed counting pass), the time
-   spent inside the backend's ``enqueue`` per event, and PASS/MISS against 0.9 of the floor for the
-   default (a task per burst). Every round checks what was enqueued: one task per event, or between
-   one and one per window of the round's duration.
+   RQ runs on the Redis of ``tests.task_engines.ensure_redis()`` (``AA_STRIPE_BENCH_REDIS_URL``, else
+   127.0.0.1:6379/14, not the tests' database; else a redis-server of its own; its database is
+   emptied with FLUSHDB), and is skipped when there is none. Prints medians of events/s, the ratio
+   to the floor, SQL statements per event and, for RQ, Redis commands and connections per event (an
+   untimed counting pass), the time spent inside the backend's ``enqueue`` per event, and PASS/MISS
+   against 0.9 of the floor for the default (a task per burst). Every round checks what was
+   enqueued: one task per event, or between one and one per window of the round's duration.
 2. PostgreSQL only, end to end: ``--parse-events`` of the events stored and enqueued (both ways),
    then as many worker processes as the machine has cores (``os.cpu_count()``) of each engine parse
    them (``tests.task_engines.start_workers``: ``db_worker``; ``rqworker`` with django-tasks-rq's job
@@ -92,6 +92,7 @@ from tests.task_engines import (
 )
 
 ROOT = bench.ROOT
+BENCH_REDIS_URL = os.environ.get("AA_STRIPE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 TARGET_ENQUEUE = 0.9  # deferred ingest with an enqueue, as a share of the floor's events/s
 IMMEDIATE = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
 DB_TASKS = tasks_setting("db")
@@ -622,9 +623,8 @@ def main() -> int:
     slices = bench.build_slices(args.events, args.rounds)
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         try:
-            redis: str | None = stack.enter_context(
-                ensure_redis()
-            )  # FLUSHDB of its database, before and after
+            # A Redis database of its own (FLUSHDB before and after): not the tests' (15).
+            redis: str | None = stack.enter_context(ensure_redis(BENCH_REDIS_URL))
         except EngineUnavailable as err:
             print(f"RQ skipped: {err}")
             redis = None

@@ -18,11 +18,12 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 from django_tasks_db.models import DBTaskResult
 
+from aa_stripe.checks import check_task_backend
 from aa_stripe.exceptions import StripeTaskFailed
 from aa_stripe.models import StripeCharge, StripeCoupon, StripeOperation, StripeWebhook
 from aa_stripe.operations import journal
 from aa_stripe.signals import webhook_pre_parse
-from aa_stripe.task_framework import framework
+from aa_stripe.task_framework import _Window, framework
 from aa_stripe.tasks import (
     DRAIN_BATCH,
     charge_stripe_charge,
@@ -83,8 +84,11 @@ def coupon_event(coupon_id: str = "TENOFF") -> dict[str, Any]:
 # --- webhooks: deferred parsing enqueues on commit -------------------------------------------------
 
 
-def test_a_burst_of_events_costs_one_enqueue_and_one_task_parses_them_all(client, db_tasks, settings):
+def test_a_burst_of_events_costs_one_enqueue_and_one_task_parses_them_all(
+    client, db_tasks, settings, monkeypatch
+):
     settings.STRIPE_WEBHOOK_ENQUEUE_WINDOW = 0.2
+    monkeypatch.setattr(_Window, "clock", lambda: 100.0)  # every post within the window, however slow
     events = [coupon_event(f"BURST{n}") for n in range(5)]
     answers = [post_webhook(client, event).json()["status"] for event in [*events, events[0]]]
 
@@ -101,7 +105,7 @@ def test_a_burst_of_events_costs_one_enqueue_and_one_task_parses_them_all(client
         (True, 1, "")
     }
     assert DBTaskResult.objects.get().return_value == {"parsed": 5, "failed": 0}
-    time.sleep(0.2)  # the window has passed: the next event enqueues again
+    monkeypatch.setattr(_Window, "clock", lambda: 100.2)  # the window has passed: the next one enqueues
     post_webhook(client, coupon_event("LATER"))
     assert len(queued(parse_waiting_stripe_webhooks)) == 1
 
@@ -188,7 +192,8 @@ def test_broker_down_the_event_is_stored_answered_200_and_the_cron_parses_it(cli
 def test_a_backend_that_cannot_be_loaded_loses_nothing_and_the_check_says_so(client, caplog):
     broken = {"default": {"BACKEND": "no.such.Backend"}}
     with override_settings(TASKS=broken, STRIPE_WEBHOOK_DEFERRED_PARSING=True):
-        [warning] = [m for m in run_checks() if m.id == "aa_stripe.W003"]
+        # (called directly: on Django 6, Django's own check of TASKS raises before this one runs)
+        [warning] = [m for m in check_task_backend() if m.id == "aa_stripe.W003"]
         with caplog.at_level(logging.WARNING, logger="aa_stripe"):
             response = post_webhook(client, coupon_event())
     assert "TASKS['default'] cannot be loaded" in warning.msg
@@ -302,6 +307,19 @@ def test_enqueue_refuses_dry_run_and_needs_no_api_key(settings, db_tasks):
     call_command("refresh_coupons", "--enqueue", stdout=StringIO())
 
 
+def test_enqueue_with_the_broker_down_or_a_broken_backend_is_a_command_error(db):
+    with (
+        override_settings(TASKS=DOWN_RQ_TASKS, RQ_QUEUES=DOWN_RQ_QUEUES),
+        pytest.raises(CommandError, match=r"refresh_coupons --enqueue: not enqueued: ConnectionError"),
+    ):
+        call_command("refresh_coupons", "--enqueue", stdout=StringIO())
+    with (
+        override_settings(TASKS={"default": {"BACKEND": "no.such.Backend"}}),
+        pytest.raises(CommandError, match=r"--enqueue: TASKS\['default'\] cannot be loaded"),
+    ):
+        call_command("charge_stripe", "--enqueue", stdout=StringIO())
+
+
 def test_enqueue_to_a_backend_without_workers_says_so(db):
     err = StringIO()
     with override_settings(TASKS=DUMMY_TASKS):
@@ -374,10 +392,12 @@ def test_refresh_enqueue_runs_the_whole_walk_as_one_task(fake_stripe, db_tasks):
         ),
         (True, DB_TASKS, None),
         (False, IMMEDIATE_TASKS, None),
+        (True, None, None),  # no TASKS setting: deferred parsing is the cron's, as it always was
     ],
 )
 def test_check_warns_when_deferred_events_would_not_reach_a_worker(deferred, tasks, expected):
-    with override_settings(TASKS=tasks, STRIPE_WEBHOOK_DEFERRED_PARSING=deferred):
+    overrides = {"STRIPE_WEBHOOK_DEFERRED_PARSING": deferred} | ({"TASKS": tasks} if tasks else {})
+    with override_settings(**overrides):
         found = [m for m in run_checks() if m.id == "aa_stripe.W002"]
     if expected is None:
         assert found == []

@@ -48,10 +48,16 @@ def enqueue(command: BaseCommand, task_name: str, *args: Any, **kwargs: Any) -> 
 
 
 def warn_without_workers(command: BaseCommand) -> None:
-    """Say so when ``TASKS['default']`` runs no worker (tasks run here, or never)."""
-    from aa_stripe.task_framework import NO_WORKER_BACKENDS, backend_runs_workers, default_backend
+    """Before enqueuing: a ``CommandError`` without a task framework or with a ``TASKS['default']``
+    that cannot be loaded; a warning when it runs no worker (tasks run here, or never)."""
+    from aa_stripe.task_framework import NO_WORKER_BACKENDS, backend_runs_workers, default_backend, framework
 
-    backend = default_backend()
+    if framework() is None:
+        raise CommandError(NO_TASK_FRAMEWORK)
+    try:
+        backend = default_backend()
+    except Exception as err:
+        raise CommandError(f"--enqueue: TASKS['default'] cannot be loaded: {err}") from err
     if backend is not None and not backend_runs_workers(backend):
         command.stderr.write(
             f"TASKS['default'] is {type(backend).__name__} ({' or '.join(NO_WORKER_BACKENDS)} run no "
@@ -86,8 +92,13 @@ class RefreshWalkCommand(StripeCommand):
         self.add_arguments(own)  # type: ignore[arg-type]
         walk_options = {a.dest: options[a.dest] for a in own._actions if a.dest in options}
         name = type(self).__module__.rsplit(".", 1)[-1]
-        result = enqueue(self, "run_refresh_command", name, walk_options)
         warn_without_workers(self)
+        try:
+            result = enqueue(self, "run_refresh_command", name, walk_options)
+        except CommandError:
+            raise
+        except Exception as err:  # the broker is down: nothing was enqueued
+            raise CommandError(f"{name} --enqueue: not enqueued: {type(err).__name__}: {err}") from err
         if int(options.get("verbosity", 1)) >= 1:
             self.stdout.write(f"{name}: the walk is enqueued (task {result.id}).")
         return None
