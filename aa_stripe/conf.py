@@ -36,7 +36,7 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     # Store only; parse later with `manage.py parse_stripe_webhooks` or your own task queue.
     "WEBHOOK_DEFERRED_PARSING": ("STRIPE_WEBHOOK_DEFERRED_PARSING", False),
     # Deferred parsing with a task backend: each process enqueues one task that parses every waiting
-    # event at most once per this many seconds (the task lingers as long for more); 0: a task per event.
+    # event at most once per this many seconds (the task keeps looking until then); 0: a task per event.
     "WEBHOOK_ENQUEUE_WINDOW": ("STRIPE_WEBHOOK_ENQUEUE_WINDOW", 0.5),
     # "payment_intents" (3-D Secure ready) or "charges" (the Charges API, as aa-stripe did).
     "CHARGE_API": ("STRIPE_CHARGE_API", "payment_intents"),
