@@ -24,8 +24,17 @@ from tests.test_webhook_handlers import StripeCalls, deliver, now
 pytestmark = pytest.mark.django_db
 
 
+_START = [0]
+
+
+@pytest.fixture(autouse=True)
+def _start_of_test() -> None:
+    _START[0] = now()
+
+
 def at(seconds: int) -> int:
-    return now() + seconds
+    """``seconds`` after the test started: two calls never tie or swap by crossing a second's edge."""
+    return _START[0] + seconds
 
 
 def dashboard(fake_stripe, method: str, path: str, **data) -> dict:
